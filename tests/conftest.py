@@ -1,0 +1,22 @@
+"""Shared fixtures: seeded numpy generators and JAX keys, CPU only."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded numpy generator (the same stream in every test)."""
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def key() -> jax.Array:
+    """A seeded JAX PRNG key."""
+    return jax.random.key(0)
