@@ -1,0 +1,121 @@
+"""Benchmark: full spectral analysis of a ViT-B/16-shaped parameter tree vs a numpy SVD loop.
+
+The tree uses big_vision names and layouts: 12 encoder blocks, each with separate
+``query``/``key``/``value`` DenseGeneral kernels ``(768, 12, 64)``, ``out`` ``(12, 64, 768)``,
+``MlpBlock_0/Dense_0`` ``(768, 3072)`` and ``Dense_1`` ``(3072, 768)``: 6 x 12 = 72 block
+matrices, plus the patch-embedding conv ``(16, 16, 3, 768)`` and the head ``(768, 1000)``,
+74 matrices in all (49 of 768x768, 24 of 768x3072 / 3072x768, 1 of 1000x768). Weights are
+``N(0, 1/d_in)`` float32 from numpy.
+
+Timed, each as the median over ``--repeats`` runs in one process:
+  * mpjax: :func:`mpjax.analysis.analyze` (finite check, batched Gram spectra, BEMA fits,
+    Hill exponent, stable rank), after one warm-up call whose time (compilation) is shown;
+  * numpy: ``numpy.linalg.svd(W, compute_uv=False)`` per layer, plus the same fits.
+Peak memory is the process's ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak RSS,
+parameters included).
+
+Run: ``python -m mpjax.benchmarks.spectra`` or ``mpjax bench spectra``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from mpjax import analysis, mp, spectra, tree
+
+
+def vit_b16_params(seed: int = 0, depth: int = 12, width: int = 768, mlp: int = 3072,
+                   heads: int = 12, classes: int = 1000) -> dict[str, Any]:
+    """Random ``N(0, 1/d_in)`` float32 weights with ViT-B/16's big_vision names and shapes."""
+    rng = np.random.default_rng(seed)
+
+    def normal(shape: tuple[int, ...], d_in: int) -> np.ndarray:
+        return (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(d_in)).astype(np.float32)
+
+    hd = width // heads
+    blocks = {}
+    for i in range(depth):
+        attn = {k: {"kernel": normal((width, heads, hd), width)} for k in ("query", "key", "value")}
+        attn["out"] = {"kernel": normal((heads, hd, width), width)}
+        blocks[f"encoderblock_{i}"] = {
+            "MultiHeadDotProductAttention_0": attn,
+            "MlpBlock_0": {"Dense_0": {"kernel": normal((width, mlp), width)},
+                           "Dense_1": {"kernel": normal((mlp, width), mlp)}},
+        }
+    return {
+        "embedding": {"kernel": normal((16, 16, 3, width), 16 * 16 * 3)},
+        "Transformer": blocks,
+        "head": {"kernel": normal((width, classes), width)},
+    }
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def _numpy_analysis(params: Any, views: dict[str, tree.LayerView]) -> dict[str, np.ndarray]:
+    mats = tree.matrices(params, views)
+    svals = {p: np.linalg.svd(w, compute_uv=False) for p, w in mats.items()}
+    for p, s in svals.items():
+        mp.fit(s, views[p].shape)
+        mp.hill_alpha(s)
+        mp.stable_rank(s)
+    return svals
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the timing table; returns 0 (1 if the spectra disagree with numpy)."""
+    ap = argparse.ArgumentParser(prog="mpjax bench spectra", description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each side")
+    ap.add_argument("--depth", type=int, default=12, help="encoder blocks (12 = ViT-B)")
+    ap.add_argument("--method", default="gram", choices=spectra.METHODS)
+    args = ap.parse_args(argv)
+
+    params = vit_b16_params(depth=args.depth)
+    views = tree.select(params)
+    shapes: dict[tuple[int, int], int] = {}
+    for v in views.values():
+        shapes[v.shape] = shapes.get(v.shape, 0) + 1
+    print(f"ViT-B/16-shaped tree: {len(views)} matrices "
+          + ", ".join(f"{c} x {a}x{b}" for (a, b), c in shapes.items()))
+
+    def run() -> analysis.Analysis:
+        return analysis.analyze(params, spectra_method=args.method, progress=False)
+
+    t0 = time.perf_counter()
+    report = run()
+    first = time.perf_counter() - t0
+    t_mpjax, report = _median_time(run, args.repeats)
+    t_spec, _ = _median_time(
+        lambda: spectra.singular_values(params, views, method=args.method), args.repeats)
+    t_np, ref = _median_time(lambda: _numpy_analysis(params, views), args.repeats)
+    t_np_spec, _ = _median_time(
+        lambda: [np.linalg.svd(w, compute_uv=False) for w in tree.matrices(params, views).values()],
+        args.repeats)
+    err = max(float(np.max(np.abs(report.spectra[p] - ref[p])) / ref[p][0]) for p in ref)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"{'stage':<34}{'mpjax [s]':>11}{'numpy [s]':>11}{'speed-up':>10}")
+    print(f"{'spectra only':<34}{t_spec:>11.3f}{t_np_spec:>11.3f}{t_np_spec / t_spec:>9.2f}x")
+    print(f"{'full analysis (spectra + fits)':<34}{t_mpjax:>11.3f}{t_np:>11.3f}"
+          f"{t_np / t_mpjax:>9.2f}x")
+    print(f"first mpjax call (incl. compile): {first:.3f} s; medians of {args.repeats} runs")
+    print(f"max |s_mpjax - s_numpy| / s_1 = {err:.2e}; "
+          f"peak RSS (ru_maxrss) = {peak_mb:.0f} MB")
+    return 0 if err < 1e-3 else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,369 @@
+"""Export a (pruned) Flax ViT for the PyTorch runtime: timm-layout safetensors + a manifest.
+
+An export directory holds
+
+* ``model.safetensors``: weights in timm names and layout (``blocks.{i}.attn.qkv.weight``
+  (3D, D) fused from big_vision's query/key/value kernels, ...), masks already applied;
+* ``masks.safetensors`` (when masks are given): bool masks ``(d_out, d_in)`` under the same
+  weight names, plus ``<layer>.perm`` int64 input permutations when some were baked in;
+* ``manifest.json``: schema version, model config, ToMe ``r``, dtype, the layer map
+  (Flax path(s) <-> torch name), every layer's pattern and its execution plan (``"sparse"``
+  for 2:4 layers that meet the kernel's shape rules, ``"dense"`` with the reason otherwise),
+  MAC accounting (:mod:`mpjax.macs`) and the sha256 of each safetensors file.
+
+Sparse execution rule (torch 2.13 ``torch/sparse/semi_structured.py``,
+``SparseSemiStructuredTensorCUSPARSELT._DTYPE_SHAPE_CONSTRAINTS``): fp16/bf16 weights whose
+rows and columns are both ``>= 16`` and multiples of 16, 2:4 along ``d_in`` (at most 2
+non-zeros in every 4 consecutive inputs). The CUTLASS backend needs multiples of (32, 64);
+the manifest records that too. Wider patterns (6:12, 8:16, 12:16) are exported, counted at
+``k/n`` of their MACs, and always executed dense: no 2:4 kernel can run them.
+
+This module imports neither JAX nor torch at import time, so the torch runtime can use its
+rules on a machine without JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mpjax import macs
+
+SCHEMA = "mpjax-export"
+SCHEMA_VERSION = 1
+WEIGHTS_FILE, MASKS_FILE, MANIFEST_FILE = "model.safetensors", "masks.safetensors", "manifest.json"
+
+#: The runtime's rules for 2:4 execution, recorded in every manifest.
+RUNTIME_RULES = {
+    "pattern": "2:4",
+    "backend": "cusparselt",
+    "dtypes": ["float16", "bfloat16"],
+    "rows_multiple": 16,
+    "cols_multiple": 16,
+    "cutlass_rows_multiple": 32,
+    "cutlass_cols_multiple": 64,
+    "source": "torch.sparse.SparseSemiStructuredTensorCUSPARSELT._DTYPE_SHAPE_CONSTRAINTS",
+}
+
+_ATT = "Transformer/encoderblock_{i}/MultiHeadDotProductAttention_0"
+_MLP = "Transformer/encoderblock_{i}/MlpBlock_0"
+
+
+def semi_structured_eligible(d_out: int, d_in: int, dtype: str = "float16") -> tuple[bool, str]:
+    """Whether a ``(d_out, d_in)`` weight can run on the cuSPARSELt 2:4 kernel.
+
+    Returns:
+      ``(ok, reason)``; ``reason`` explains a refusal (empty when ``ok``).
+    """
+    r, c = RUNTIME_RULES["rows_multiple"], RUNTIME_RULES["cols_multiple"]
+    if dtype not in RUNTIME_RULES["dtypes"]:
+        return False, f"dtype {dtype} has no 2:4 kernel here (use float16 or bfloat16)"
+    if d_out < r or d_out % r or d_in < c or d_in % c:
+        return False, (
+            f"shape ({d_out}, {d_in}) is not a multiple of ({r}, {c}) as cuSPARSELt requires"
+        )
+    return True, ""
+
+
+def layer_map(dims: macs.ViTDims) -> list[dict[str, Any]]:
+    """The linear layers of a big_vision ViT: ``[{torch, flax: [paths], layer_type}]``."""
+    out = [{"torch": "patch_embed.proj", "flax": ["embedding/kernel"], "layer_type": "patch_embed"}]
+    for i in range(dims.layers):
+        att, mlp = _ATT.format(i=i), _MLP.format(i=i)
+        out += [
+            {
+                "torch": f"blocks.{i}.attn.qkv",
+                "layer_type": "qkv",
+                "flax": [f"{att}/{n}/kernel" for n in ("query", "key", "value")],
+            },
+            {"torch": f"blocks.{i}.attn.proj", "flax": [f"{att}/out/kernel"], "layer_type": "proj"},
+            {
+                "torch": f"blocks.{i}.mlp.fc1",
+                "flax": [f"{mlp}/Dense_0/kernel"],
+                "layer_type": "fc1",
+            },
+            {
+                "torch": f"blocks.{i}.mlp.fc2",
+                "flax": [f"{mlp}/Dense_1/kernel"],
+                "layer_type": "fc2",
+            },
+        ]
+    out.append({"torch": "head", "flax": ["head/kernel"], "layer_type": "head"})
+    return out
+
+
+def _flat(params: Any) -> dict[str, np.ndarray]:
+    from mpjax import tree
+
+    params = params.get("params", params) if isinstance(params, Mapping) else params
+    return {p: np.asarray(v) for p, v in tree.flatten(params).items()}
+
+
+def _matrix(leaf: np.ndarray, path: str) -> np.ndarray:
+    from mpjax import tree
+
+    return np.asarray(tree.to_matrix(leaf, tree.view_of(path, leaf.shape)))
+
+
+def to_timm(params: Any, config: Any) -> dict[str, np.ndarray]:
+    """timm-layout numpy state dict of a big_vision-named Flax ViT.
+
+    Thin wrapper over :func:`mpjax.models.convert.flax_to_timm` (q/k/v fused into ``qkv``),
+    accepting ``{"params": ...}`` or the inner dict.
+    """
+    from mpjax.models.convert import flax_to_timm
+
+    inner = params.get("params", params) if isinstance(params, Mapping) else params
+    return {k: np.ascontiguousarray(np.asarray(v)) for k, v in flax_to_timm(inner, config).items()}
+
+
+def _pattern_of(patterns: Any, entry: Mapping[str, Any]) -> str | None:
+    if patterns is None or isinstance(patterns, str):
+        return patterns
+    for key in (entry["torch"], entry["layer_type"], *entry["flax"]):
+        if key in patterns:
+            return patterns[key]
+    return None
+
+
+def check_nm_matrix(mask: np.ndarray, pattern: str, name: str) -> float:
+    """Raise ``ValueError`` unless every group of ``n`` along ``d_in`` keeps at most ``k``.
+
+    Returns:
+      The kept fraction of the mask.
+    """
+    k, n = macs.parse_pattern(pattern)
+    if mask.shape[1] % n:
+        raise ValueError(f"{name}: d_in={mask.shape[1]} is not divisible by n={n} of {pattern}.")
+    counts = mask.reshape(mask.shape[0], -1, n).sum(-1)
+    bad = np.argwhere(counts > k)
+    if bad.size:
+        i, g = bad[0]
+        raise ValueError(
+            f"{name}: mask is not {pattern} along d_in: row {i}, group {g} keeps "
+            f"{counts[i, g]} of {n} ({len(bad)} bad groups); re-project it."
+        )
+    return float(mask.mean())
+
+
+def _layer_masks(flat_masks: Mapping[str, np.ndarray], entry: Mapping[str, Any]):
+    got = [p for p in entry["flax"] if p in flat_masks]
+    if not got:
+        return None
+    if len(got) != len(entry["flax"]):
+        raise ValueError(
+            f"{entry['torch']}: masks for {got} but not for all of {entry['flax']}; "
+            "query/key/value share one fused qkv weight, mask all three or none."
+        )
+    return np.concatenate([_matrix(flat_masks[p].astype(bool), p) for p in got])
+
+
+def plan_layers(dims, flat_masks, patterns, permutations) -> list[dict[str, Any]]:
+    """The manifest's layer entries: pattern, density and execution plan per linear layer."""
+    layers = []
+    for entry in layer_map(dims):
+        mask = _layer_masks(flat_masks, entry)
+        pattern = _pattern_of(patterns, entry) if mask is not None else None
+        row = dict(
+            entry,
+            pattern=pattern,
+            density=1.0,
+            execution="dense",
+            reason="not pruned",
+            masked=mask is not None,
+            permutation=None,
+        )
+        if mask is not None:
+            row["shape"] = list(mask.shape)
+            if pattern is None:
+                row["density"], row["reason"] = float(mask.mean()), "unstructured mask"
+            else:
+                row["density"] = check_nm_matrix(mask, pattern, entry["torch"])
+                ok, why = semi_structured_eligible(*mask.shape)
+                if entry["layer_type"] == "patch_embed":
+                    row["reason"] = "the convolution stem runs dense"
+                elif pattern != RUNTIME_RULES["pattern"]:
+                    row["reason"] = f"pattern {pattern} has no sparse kernel (2:4 only)"
+                elif not ok:
+                    row["reason"] = why
+                else:
+                    row["execution"], row["reason"] = "sparse", None
+        for p in entry["flax"]:
+            if p in permutations:
+                row["permutation"] = {"key": f"{entry['torch']}.perm", "baked": True, "flax": p}
+        layers.append(row)
+    return layers
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _config_dict(config: Any, dims: macs.ViTDims) -> dict[str, Any]:
+    get = config.get if isinstance(config, Mapping) else lambda k, d=None: getattr(config, k, d)
+    # mpjax.models.vit (like timm) uses exact GELU and LayerNorm eps 1e-6 unless told otherwise.
+    approx = get("gelu_approximate", False)
+    eps = next((get(k) for k in ("layernorm_eps", "ln_eps", "layer_norm_eps") if get(k)), 1e-6)
+    return dict(
+        dataclasses.asdict(dims),
+        ln_eps=float(eps),
+        gelu_approximate="tanh" if approx in (True, "tanh") else "none",
+        pool="tok",
+    )
+
+
+def _torch_layout(mask: np.ndarray, row: Mapping[str, Any], shape: tuple[int, ...]) -> np.ndarray:
+    """A matrix-view mask in the torch tensor's layout (conv stem: (cout, cin, kh, kw))."""
+    if row["layer_type"] == "patch_embed":
+        cout, cin, kh, kw = shape
+        return mask.reshape(cout, kh, kw, cin).transpose(0, 3, 1, 2)
+    return mask.reshape(shape)
+
+
+def export_vit(
+    params: Any,
+    config: Any,
+    directory: str | os.PathLike,
+    masks: Any = None,
+    patterns: str | Mapping[str, str | None] | None = "2:4",
+    permutations: Mapping[str, Any] | None = None,
+    tome_r: int = 0,
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """Write ``model.safetensors``, ``masks.safetensors`` and ``manifest.json`` to ``directory``.
+
+    Args:
+      params: big_vision-named Flax ViT params (``{"params": ...}`` or the inner dict).
+      config: the ViT config (``mpjax.models.vit.ViTConfig``, a preset name or a dict).
+      directory: output folder (created); files are written atomically, manifest last.
+      masks: masks pytree (bool leaves, ``None`` where not pruned) or None.
+      patterns: ``"k:n"`` for every masked layer, or ``{torch name | layer type | flax path:
+        "k:n" | None}``; ``None`` marks an unstructured mask.
+      permutations: ``{flax kernel path: perm}`` of input permutations already baked into
+        ``params`` (recorded for provenance; the runtime needs nothing to undo them).
+      tome_r: ToMe merges per block the runtime should use.
+      dtype: ``"float32"`` or ``"float16"`` storage dtype.
+
+    Returns:
+      The manifest (also written as JSON).
+
+    Raises:
+      ValueError: masks that do not fit their pattern, partial q/k/v masks, bad dtype/perms.
+    """
+    from safetensors.numpy import save_file
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype: {dtype!r}; export as 'float32' or 'float16'.")
+    dims = macs.vit_dims(config)
+    flat_masks = {} if masks is None else _flat(masks)
+    permutations = {p: np.asarray(v, np.int64) for p, v in (permutations or {}).items()}
+    layers = plan_layers(dims, flat_masks, patterns, permutations)
+    sd = to_timm(params, config)
+    mask_sd: dict[str, np.ndarray] = {}
+    for row in layers:
+        key = f"{row['torch']}.weight"
+        if row["masked"]:
+            mask = _torch_layout(_layer_masks(flat_masks, row), row, sd[key].shape)
+            sd[key] = sd[key] * mask
+            mask_sd[key] = np.ascontiguousarray(mask)
+        if row["permutation"]:
+            perm = permutations[row["permutation"]["flax"]]
+            if sorted(perm.tolist()) != list(range(sd[key].shape[1])):
+                raise ValueError(
+                    f"permutations[{row['permutation']['flax']}]: not a permutation "
+                    f"of range({sd[key].shape[1]})."
+                )
+            mask_sd[row["permutation"]["key"]] = perm
+    sd = {k: v.astype(dtype) for k, v in sd.items()}
+    rep = macs.vit_macs(dims, {r["torch"]: r["pattern"] for r in layers if r["pattern"]}, tome_r)
+    per_layer = {r.name: r.macs for r in rep.rows}
+    for row in layers:
+        row["macs"] = per_layer[row["torch"]]
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp:
+        for label, name, tensors in (("weights", WEIGHTS_FILE, sd), ("masks", MASKS_FILE, mask_sd)):
+            if tensors:
+                save_file(tensors, os.path.join(tmp, name))
+                files[label] = {
+                    "path": name,
+                    "sha256": file_sha256(os.path.join(tmp, name)),
+                    "bytes": os.path.getsize(os.path.join(tmp, name)),
+                }
+        manifest = {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "model": {"arch": "vit", "config": _config_dict(config, dims), "input_layout": "NCHW"},
+            "dtype": dtype,
+            "tome_r": int(tome_r),
+            "files": files,
+            "runtime_rules": RUNTIME_RULES,
+            "layers": layers,
+            "macs": {k: v for k, v in rep.as_dict().items() if k != "rows"},
+        }
+        with open(os.path.join(tmp, MANIFEST_FILE), "w") as f:
+            json.dump(manifest, f, indent=1)
+        stale = out / MASKS_FILE
+        if "masks" not in files and stale.exists():
+            stale.unlink()
+        for name in (WEIGHTS_FILE, MASKS_FILE, MANIFEST_FILE):
+            if os.path.exists(os.path.join(tmp, name)):
+                os.chmod(os.path.join(tmp, name), 0o644)
+                os.replace(os.path.join(tmp, name), out / name)
+    return manifest
+
+
+def main_export(argv: list[str] | None = None) -> int:
+    """``mpjax export``: export a ViT (optionally N:M-pruned by magnitude) for the torch runtime."""
+    ap = argparse.ArgumentParser(prog="mpjax export", description=main_export.__doc__)
+    ap.add_argument("source", help="models.convert.load_source: vit-b16, orbax dir, .npz, ...")
+    ap.add_argument("--out", required=True, help="export directory")
+    ap.add_argument("--arch", default=None, help="ViT config (b16, l16, ...) if not inferable")
+    ap.add_argument("--nm", default=None, help="prune block Linears by magnitude, e.g. 2:4")
+    ap.add_argument("--pattern", default="2:4", help="pattern of the checkpoint's masks")
+    ap.add_argument("--tome-r", type=int, default=0)
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float16"))
+    args = ap.parse_args(argv)
+    from mpjax.models import convert, vit
+
+    params, info = convert.load_source(args.source)
+    config = vit.config_for(args.arch) if args.arch else info.get("config")
+    if config is None:
+        raise ValueError(f"--arch: cannot infer the ViT config of {args.source}; pass e.g. b16.")
+    if info.get("layout") == "timm":
+        params = convert.timm_to_flax(params, config)
+    elif info.get("layout") == "hf":
+        params = convert.hf_to_flax(params, config)
+    masks, pattern = info.get("masks"), args.pattern
+    if args.nm:
+        from mpjax import masks as masks_mod
+        from mpjax import tree
+
+        k, n = macs.parse_pattern(args.nm)
+        views = tree.select(params, include=["*encoderblock_*/*/kernel"])
+        masks, pattern = masks_mod.nm_masks(params, k, n, views=views), args.nm
+    man = export_vit(
+        params, config, args.out, masks=masks, patterns=pattern, tome_r=args.tome_r,
+        dtype=args.dtype,
+    )  # fmt: skip
+    n_sparse = sum(r["execution"] == "sparse" for r in man["layers"])
+    print(
+        f"exported to {args.out}: {len(man['layers'])} linear layers, {n_sparse} marked sparse; "
+        f"{man['macs']['gmac']:.3f} GMAC, {100 * man['macs']['reduction']:.2f}% below dense"
+    )
+    return 0

@@ -1,0 +1,358 @@
+"""Vision Transformer (Linen) with the google ``vit_jax`` / big_vision parameter layout.
+
+Parameter tree (``D`` hidden, ``H`` heads, ``hd = D/H``, ``T = (S/p)^2 + 1`` tokens)::
+
+    embedding/{kernel (p, p, C, D), bias (D,)}            patch embedding (a strided conv)
+    cls (1, 1, D)
+    Transformer/posembed_input/pos_embedding (1, T, D)
+    Transformer/encoderblock_{i}/LayerNorm_0/{scale, bias}
+    Transformer/encoderblock_{i}/MultiHeadDotProductAttention_0/{query,key,value}/
+        {kernel (D, H, hd), bias (H, hd)}
+    Transformer/encoderblock_{i}/MultiHeadDotProductAttention_0/out/{kernel (H, hd, D), bias (D,)}
+    Transformer/encoderblock_{i}/LayerNorm_1/{scale, bias}
+    Transformer/encoderblock_{i}/MlpBlock_0/Dense_0/{kernel (D, mlp), bias}
+    Transformer/encoderblock_{i}/MlpBlock_0/Dense_1/{kernel (mlp, D), bias}
+    Transformer/encoder_norm/{scale, bias}
+    head/{kernel (D, classes), bias}
+
+so ``.npz`` checkpoints of that layout load as they are (see :mod:`mpjax.models.convert`).
+Semantics follow timm's ``VisionTransformer`` (class-token pooling, pre-norm blocks,
+exact GELU, LayerNorm ``eps = 1e-6``), so converted timm weights give the same logits.
+
+Capturing layer inputs (for CAST calibration and certificates): with
+``capture_inputs=True`` every Dense/attention/patch layer sows its input into the
+``intermediates`` collection at its own module path under the name ``input``, i.e. the
+capture of ``.../MlpBlock_0/Dense_0/kernel`` is at ``.../MlpBlock_0/Dense_0/input``.
+:func:`layer_inputs` returns them keyed by kernel path as ``[rows, d_in]`` matrices whose
+columns match the :mod:`mpjax.tree` matrix view (the patch input is the image cut into
+``p x p x C`` patches in ``(kh, kw, cin)`` order). ToMe: ``tome_r`` (see
+:mod:`mpjax.models.tome`; ``tome_r=0`` is the plain ViT, bit for bit).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mpjax import tree
+from mpjax.models import tome
+
+Initializer = Callable[..., jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class ViTConfig:
+    """Shape of a ViT (hashable, so it can sit on a Linen module).
+
+    Attributes:
+      patch_size: side ``p`` of the square patches.
+      hidden_size: token width ``D``.
+      num_layers: encoder blocks.
+      num_heads: attention heads ``H`` (``D % H == 0``).
+      mlp_dim: hidden width of each block's MLP.
+      image_size: side ``S`` of the square input (``S % p == 0``).
+      channels: input channels ``C``.
+      num_classes: logits.
+      layernorm_eps: LayerNorm epsilon (1e-6 as timm / big_vision; HF configs use 1e-12).
+      dtype: compute dtype name (params stay float32), e.g. ``"bfloat16"`` on accelerators.
+    """
+
+    patch_size: int = 16
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    mlp_dim: int = 3072
+    image_size: int = 224
+    channels: int = 3
+    num_classes: int = 1000
+    layernorm_eps: float = 1e-6
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"num_heads: {self.num_heads} does not divide hidden_size {self.hidden_size}."
+            )
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"patch_size: {self.patch_size} does not divide image_size {self.image_size}."
+            )
+
+    @property
+    def head_dim(self) -> int:
+        """``D / H``."""
+        return self.hidden_size // self.num_heads
+
+    @property
+    def num_patches(self) -> int:
+        """``(S / p)^2``."""
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_tokens(self) -> int:
+        """Patches plus the class token."""
+        return self.num_patches + 1
+
+    def replace(self, **changes: Any) -> ViTConfig:
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+
+_PRESETS = {
+    "ti16": dict(patch_size=16, hidden_size=192, num_layers=12, num_heads=3, mlp_dim=768),
+    "s16": dict(patch_size=16, hidden_size=384, num_layers=12, num_heads=6, mlp_dim=1536),
+    "b16": dict(patch_size=16, hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072),
+    "l16": dict(patch_size=16, hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096),
+    # Small ViT for 28x28x1 Fashion-MNIST: 7x7 patches -> 16 tokens + class token.
+    "fmnist": dict(
+        patch_size=7, hidden_size=64, num_layers=4, num_heads=4, mlp_dim=128,
+        image_size=28, channels=1, num_classes=10,
+    ),
+}  # fmt: skip
+
+
+def config_for(name: str, **overrides: Any) -> ViTConfig:
+    """Preset configs: ``"ti16"``, ``"s16"``, ``"b16"``, ``"l16"`` (ImageNet, 224 px, 1000
+    classes) and ``"fmnist"``; a ``"vit-"`` prefix is accepted.
+
+    Examples:
+      >>> config_for("b16").num_tokens, config_for("fmnist").num_tokens
+      (197, 17)
+    """
+    key = name.lower().removeprefix("vit-").removeprefix("vit_")
+    if key not in _PRESETS:
+        raise ValueError(f"name: unknown ViT config {name!r}; expected one of {sorted(_PRESETS)}.")
+    return ViTConfig(**{**_PRESETS[key], **overrides})
+
+
+def _flat_init(base: Initializer, n_in_axes: int) -> Initializer:
+    """Apply a 2-D initializer to the ``(prod(in), prod(out))`` view of an N-D kernel."""
+
+    def init(key, shape, dtype=jnp.float32):
+        n_in = math.prod(shape[:n_in_axes])
+        return base(key, (n_in, math.prod(shape[n_in_axes:])), dtype).reshape(shape)
+
+    return init
+
+
+def _sow_input(module: nn.Module, x: jax.Array) -> None:
+    module.sow("intermediates", "input", x, init_fn=lambda: None, reduce_fn=lambda _, v: v)
+
+
+class Linear(nn.Module):
+    """``y = x . kernel + bias`` contracting the last ``in_axes`` axes of ``x`` (Dense /
+    DenseGeneral with Linen's param names and layouts)."""
+
+    features: tuple[int, ...]
+    in_axes: int = 1
+    capture: bool = False
+    kernel_init: Initializer = nn.initializers.xavier_uniform()
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        in_shape = x.shape[x.ndim - self.in_axes :]
+        init = _flat_init(self.kernel_init, self.in_axes)
+        kernel = self.param("kernel", init, tuple(in_shape) + tuple(self.features))
+        bias = self.param("bias", nn.initializers.zeros, tuple(self.features))
+        if self.capture:
+            _sow_input(self, x)
+        y = jnp.tensordot(x.astype(self.dtype), kernel.astype(self.dtype), axes=self.in_axes)
+        return y + bias.astype(self.dtype)
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``p x p`` patch embedding, kernel ``(p, p, C, D)`` as a Linen Conv."""
+
+    patch_size: int
+    features: int
+    capture: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        b, h, w, c = images.shape
+        p = self.patch_size
+        patches = images.reshape(b, h // p, p, w // p, p, c).transpose(0, 1, 3, 2, 4, 5)
+        patches = patches.reshape(b, (h // p) * (w // p), p * p * c)
+        init = _flat_init(nn.initializers.lecun_normal(), 3)
+        kernel = self.param("kernel", init, (p, p, c, self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        if self.capture:
+            _sow_input(self, patches)
+        flat = kernel.reshape(p * p * c, self.features).astype(self.dtype)
+        return patches.astype(self.dtype) @ flat + bias.astype(self.dtype)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention; ``size`` adds ``log(size)`` to the logits (ToMe's
+    proportional attention). Returns the output and the keys ``[B, T, H, hd]``."""
+
+    num_heads: int
+    capture: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, size: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        d = x.shape[-1]
+        hd = d // self.num_heads
+        proj = dict(features=(self.num_heads, hd), capture=self.capture, dtype=self.dtype)
+        q = Linear(**proj, name="query")(x)
+        k = Linear(**proj, name="key")(x)
+        v = Linear(**proj, name="value")(x)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q / jnp.sqrt(hd).astype(q.dtype), k)
+        logits = logits.astype(jnp.float32)
+        if size is not None:
+            logits = logits + jnp.log(size)[:, None, None, :, 0]
+        weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        out = Linear((d,), in_axes=2, capture=self.capture, dtype=self.dtype, name="out")(out)
+        return out, k
+
+
+class MlpBlock(nn.Module):
+    """``Dense_1(gelu(Dense_0(x)))`` with exact (erf) GELU, as timm."""
+
+    mlp_dim: int
+    capture: bool = False
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = Linear((self.mlp_dim,), capture=self.capture, dtype=self.dtype, name="Dense_0")(x)
+        h = nn.gelu(h, approximate=False)
+        return Linear((x.shape[-1],), capture=self.capture, dtype=self.dtype, name="Dense_1")(h)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-norm block; with ``r > 0`` ToMe merges ``r`` tokens between attention and MLP."""
+
+    config: ViTConfig
+    capture: bool = False
+
+    @nn.compact
+    def __call__(
+        self, x: jax.Array, size: jax.Array | None, r: int
+    ) -> tuple[jax.Array, jax.Array | None]:
+        cfg, dtype = self.config, jnp.dtype(self.config.dtype)
+        y = nn.LayerNorm(epsilon=cfg.layernorm_eps, dtype=dtype, name="LayerNorm_0")(x)
+        y, k = Attention(cfg.num_heads, self.capture, dtype, name="MultiHeadDotProductAttention_0")(
+            y, size
+        )
+        x = x + y
+        if r > 0:
+            x, size = tome.merge_tokens(x, size, k.mean(axis=-2), r, class_token=True)
+        y = nn.LayerNorm(epsilon=cfg.layernorm_eps, dtype=dtype, name="LayerNorm_1")(x)
+        return x + MlpBlock(cfg.mlp_dim, self.capture, dtype, name="MlpBlock_0")(y), size
+
+
+class Encoder(nn.Module):
+    """Position embedding, the blocks and the final norm (the ``Transformer`` scope)."""
+
+    config: ViTConfig
+    capture: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array, tome_r: Sequence[int]) -> jax.Array:
+        cfg = self.config
+        x = x + PositionEmbedding(cfg.num_tokens, cfg.hidden_size, name="posembed_input")()
+        size = jnp.ones(x.shape[:2] + (1,), x.dtype) if any(tome_r) else None
+        for i, r in enumerate(tome_r):
+            x, size = EncoderBlock(cfg, self.capture, name=f"encoderblock_{i}")(x, size, r)
+        return nn.LayerNorm(epsilon=cfg.layernorm_eps, name="encoder_norm")(x)
+
+
+class PositionEmbedding(nn.Module):
+    """Learned ``pos_embedding (1, T, D)`` (class token included)."""
+
+    num_tokens: int
+    features: int
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        init = nn.initializers.normal(stddev=0.02)
+        return self.param("pos_embedding", init, (1, self.num_tokens, self.features))
+
+
+class ViT(nn.Module):
+    """ViT classifier with class-token pooling.
+
+    ``__call__(images, tome_r=0, capture_inputs=False)``: ``images`` ``[B, S, S, C]`` (or
+    ``[B, S, S]`` when ``C = 1``), float. Returns logits ``[B, num_classes]``.
+    ``tome_r`` is an int or one int per block (static: jit with ``static_argnames``).
+    """
+
+    config: ViTConfig
+
+    @nn.compact
+    def __call__(
+        self, images: jax.Array, tome_r: int | Sequence[int] = 0, capture_inputs: bool = False
+    ) -> jax.Array:
+        cfg = self.config
+        if images.ndim == 3 and cfg.channels == 1:
+            images = images[..., None]
+        want = (cfg.image_size, cfg.image_size, cfg.channels)
+        if images.ndim != 4 or tuple(images.shape[1:]) != want:
+            raise ValueError(
+                f"images: expected [B, {want[0]}, {want[1]}, {want[2]}], got {images.shape}."
+            )
+        dtype = jnp.dtype(cfg.dtype)
+        x = PatchEmbed(cfg.patch_size, cfg.hidden_size, capture_inputs, dtype, name="embedding")(
+            images
+        )
+        cls = self.param("cls", nn.initializers.zeros, (1, 1, cfg.hidden_size))
+        x = jnp.concatenate(
+            [jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, x.shape[2])), x], 1
+        )
+        x = Encoder(cfg, capture_inputs, name="Transformer")(
+            x, tome.per_layer_r(tome_r, cfg.num_layers)
+        )
+        head = Linear(
+            (cfg.num_classes,), capture=capture_inputs, dtype=dtype,
+            kernel_init=nn.initializers.normal(0.02), name="head",
+        )  # fmt: skip
+        return head(x[:, 0]).astype(jnp.float32)
+
+
+def init_params(config: ViTConfig, key: jax.Array) -> dict:
+    """Linen ``params`` of ``ViT(config)`` (a full Flax init; see
+    :func:`mpjax.models.convert.random_init` for a fast numpy init of big models)."""
+    shape = (1, config.image_size, config.image_size, config.channels)
+    return ViT(config).init(key, jnp.zeros(shape, jnp.float32))["params"]
+
+
+def abstract_params(config: ViTConfig) -> dict:
+    """``jax.ShapeDtypeStruct`` tree of the params (no memory, no compute)."""
+    return jax.eval_shape(lambda k: init_params(config, k), jax.random.key(0))
+
+
+def token_counts(config: ViTConfig, tome_r: int | Sequence[int] = 0) -> list[int]:
+    """Tokens entering each block and leaving the last: ``[T_0, ..., T_L]`` (ToMe schedule)."""
+    return tome.token_schedule(config.num_tokens, config.num_layers, tome_r)
+
+
+def layer_inputs(
+    config: ViTConfig, params: dict, images: jax.Array, tome_r: int | Sequence[int] = 0
+) -> tuple[jax.Array, dict[str, np.ndarray]]:
+    """Logits and every layer's input as ``{kernel_path: [rows, d_in]}``.
+
+    ``rows`` = batch x tokens of that layer (batch only for ``head``); the columns follow
+    the :mod:`mpjax.tree` matrix view, so ``inputs @ W.T`` (plus bias) is the layer output.
+    """
+    logits, state = ViT(config).apply(
+        {"params": params}, images, tome_r=tome_r, capture_inputs=True, mutable=["intermediates"]
+    )
+    kernels = tree.flatten(params)
+    out = {}
+    for path, value in tree.flatten(state["intermediates"]).items():
+        kpath = path.rsplit("/", 1)[0] + "/kernel"
+        view = tree.view_of(kpath, np.shape(kernels[kpath]))
+        out[kpath] = value.reshape(-1, view.d_in)
+    return logits, out

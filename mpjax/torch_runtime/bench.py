@@ -1,0 +1,261 @@
+"""Timing dense vs 2:4-sparse ViTs on one GPU, and the Flax <-> torch parity check.
+
+Timing protocol (SPEC §8): dense and sparse run in the same process, the same precision and
+the same graph (ToMe on both or neither); each measurement runs ``warmup`` calls, then
+``iters >= 50`` calls each bracketed by CUDA events, and reports the median. With
+``graph=True`` the forward pass is captured once in a CUDA graph (after warm-up, so the
+cuSPARSELt algorithm search never runs inside capture) and replayed.
+
+On a machine without CUDA the same functions time with ``time.perf_counter`` (useful only
+to test the plumbing, never reported as GPU numbers).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mpjax import macs
+from mpjax.torch_runtime import sparse as sparse_mod
+from mpjax.torch_runtime.vit import TorchViT, linear_names
+
+SPARSE_TYPES = ("qkv", "proj", "fc1", "fc2")
+
+
+def time_fn(fn: Callable[[], Any], warmup: int = 10, iters: int = 50) -> dict[str, float]:
+    """Median/p10/p90 milliseconds of ``fn()`` (CUDA events on GPU, perf_counter on CPU)."""
+    if iters < 1:
+        raise ValueError(f"iters: need >= 1, got {iters}.")
+    for _ in range(warmup):
+        fn()
+    cuda = torch.cuda.is_available()
+    ms = []
+    if cuda:
+        torch.cuda.synchronize()
+        ev = [
+            (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            for _ in range(iters)
+        ]
+        for start, end in ev:
+            start.record()
+            fn()
+            end.record()
+        torch.cuda.synchronize()
+        ms = [s.elapsed_time(e) for s, e in ev]
+    else:
+        for _ in range(iters):
+            t = time.perf_counter()
+            fn()
+            ms.append(1e3 * (time.perf_counter() - t))
+    q = np.percentile(ms, [10, 90])
+    return {
+        "median_ms": float(statistics.median(ms)),
+        "p10_ms": float(q[0]),
+        "p90_ms": float(q[1]),
+        "iters": iters,
+        "timer": "cuda_event" if cuda else "cpu",
+    }
+
+
+def capture_graph(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, warmup: int = 3):
+    """Capture ``fn(x)`` in a CUDA graph; returns ``replay() -> output`` (static buffers)."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn(x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(x)
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return out
+
+    return replay
+
+
+def timing_models(
+    dims: macs.ViTDims,
+    dtype: torch.dtype,
+    device: str,
+    backend: str = "cslt",
+    seed: int = 0,
+    **sparse_kwargs,
+) -> tuple[TorchViT, TorchViT, list[str]]:
+    """A random-weight ViT with 2:4 magnitude masks on qkv/proj/fc1/fc2: (dense, sparse, names).
+
+    Both models hold the same masked weights; the sparse one runs the eligible layers through
+    the 2:4 kernel. Speed does not depend on the weight values.
+    """
+    from mpjax.export import semi_structured_eligible
+
+    torch.manual_seed(seed)
+    dense = TorchViT(dims).to(device=device, dtype=dtype).eval()
+    names = [
+        n
+        for n in linear_names(dense, SPARSE_TYPES)
+        if semi_structured_eligible(*dense.get_submodule(n).weight.shape)[0]
+    ]
+    sparse_mod.magnitude_nm_(dense, names)
+    sp = sparse_mod.sparsify(copy.deepcopy(dense), names, backend, **sparse_kwargs)
+    return dense, sp, names
+
+
+@torch.inference_mode()
+def bench_pair(
+    dense: TorchViT,
+    sparse: TorchViT,
+    x: torch.Tensor,
+    tome_r: int,
+    graph: bool,
+    warmup: int = 10,
+    iters: int = 50,
+) -> dict[str, Any]:
+    """Time ``dense`` and ``sparse`` on ``x`` (same ToMe ``r``, same graph mode).
+
+    Returns:
+      ``dense_ms``, ``sparse_ms``, ``dense_img_s``, ``sparse_img_s``, ``speedup`` and the
+      sparse-vs-dense logit difference ``max_abs_diff`` / ``max_abs_logit``.
+    """
+    out = {}
+    for label, model in (("dense", dense), ("sparse", sparse)):
+        model.tome_r = tome_r
+        fn = capture_graph(model, x) if graph else (lambda m=model: m(x))
+        t = time_fn(fn, warmup, iters)
+        out[f"{label}_ms"] = t["median_ms"]
+        out[f"{label}_p10_ms"], out[f"{label}_p90_ms"] = t["p10_ms"], t["p90_ms"]
+        out[f"{label}_img_s"] = x.shape[0] / (t["median_ms"] / 1e3)
+        out[f"{label}_logits"] = fn().float().clone()
+    diff = (out.pop("dense_logits") - out.pop("sparse_logits")).abs().max()
+    out["speedup"] = out["sparse_img_s"] / out["dense_img_s"]
+    out["sparse_vs_dense_max_abs_diff"] = float(diff)
+    out["iters"], out["timer"] = iters, t["timer"]
+    return out
+
+
+@torch.inference_mode()
+def gemm_timings(
+    shapes: list[tuple[str, int, int, int]],
+    dtype: torch.dtype,
+    device: str,
+    warmup: int = 10,
+    iters: int = 50,
+) -> list[dict[str, Any]]:
+    """Per-layer GEMM ``y = x W^T + b`` with ``x`` (M, K), ``W`` (N, K) 2:4: dense vs cuSPARSELt.
+
+    Args:
+      shapes: ``[(layer, M tokens, K = d_in, N = d_out)]``.
+
+    Returns:
+      One row per shape with ``dense_ms``, ``cslt_ms`` (fused transpose), ``cslt_not_ms``
+      (un-fused: ``(W x^T)^T``) and the speedups; a variant whose first call takes over 20x
+      the dense GEMM (+5 ms) is timed with 3 calls only and flagged ``*_pathological``.
+    """
+    rows = []
+    for name, m, k, n in shapes:
+        x = torch.randn(m, k, device=device, dtype=dtype)
+        lin = torch.nn.Linear(k, n, device=device, dtype=dtype)
+        sparse_mod.magnitude_nm_(lin, [""])
+        w, b = lin.weight.detach(), lin.bias.detach()
+        row = {
+            "layer": name,
+            "M": m,
+            "K": k,
+            "N": n,
+            "dense_ms": time_fn(lambda x=x, w=w, b=b: F.linear(x, w, b), warmup, iters)[
+                "median_ms"
+            ],
+        }
+        for label, tr in (("cslt_ms", True), ("cslt_not_ms", False)):
+            # Probe one call without the algorithm search: a pathologically slow variant (fp16
+            # fused transpose, SPEC §8) is timed with 3 calls only, and flagged.
+            layer = sparse_mod.CsltLinear(w, b, name, transpose_result=tr, search=False)
+            probe = time_fn(lambda L=layer, x=x: L(x), 1, 1)["median_ms"]
+            if probe > 20 * row["dense_ms"] + 5.0:
+                row[label] = time_fn(lambda L=layer, x=x: L(x), 0, 3)["median_ms"]
+                row[label.replace("_ms", "_pathological")] = True
+                continue
+            layer.search = True
+            row[label] = time_fn(lambda L=layer, x=x: L(x), warmup, iters)["median_ms"]
+        row["speedup"] = row["dense_ms"] / row["cslt_ms"]
+        row["speedup_not"] = row["dense_ms"] / row["cslt_not_ms"]
+        rows.append(row)
+    return rows
+
+
+def block_shapes(dims: macs.ViTDims, batch: int) -> list[tuple[str, int, int, int]]:
+    """The four block GEMMs of block 0 at ``batch`` images (no ToMe)."""
+    m, d, h = batch * dims.tokens, dims.hidden, dims.mlp
+    return [("qkv", m, d, 3 * d), ("proj", m, d, d), ("fc1", m, d, h), ("fc2", m, h, d)]
+
+
+def flax_parity(
+    tome_rs: tuple[int, ...] = (0, 2), seed: int = 0, workdir: str | None = None
+) -> dict[str, Any]:
+    """Export a small 2:4-pruned Flax ViT and compare torch fp32 CPU logits with Flax's.
+
+    Needs JAX and :mod:`mpjax.models`. Returns ``{"max_abs_diff", "per_tome": {r: diff},
+    "config"}``.
+    """
+    import tempfile
+
+    import jax
+
+    from mpjax import export, tree
+    from mpjax import masks as masks_mod
+    from mpjax.models import vit
+    from mpjax.torch_runtime.manifest import build_model
+
+    cfg = vit.config_for(
+        "fmnist",
+        image_size=32,
+        patch_size=8,
+        num_classes=10,
+        channels=3,
+        hidden_size=64,
+        num_heads=4,
+        mlp_dim=128,
+        num_layers=2,
+    )
+    from mpjax.models.convert import random_init
+
+    params = random_init(cfg, seed)
+    rng = np.random.default_rng(seed + 1)  # non-zero biases, class token and LayerNorm shifts
+    params = tree.unflatten_like(
+        params,
+        {
+            k: v + 0.05 * rng.standard_normal(v.shape).astype(v.dtype)
+            for k, v in tree.flatten(params).items()
+        },
+    )
+    views = tree.select(params, include=["*encoderblock_*/*/kernel"])
+    masks = masks_mod.nm_masks(params, 2, 4, views=views)
+    pruned = masks_mod.apply_masks(params, masks)
+    x = np.random.default_rng(seed).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    per = {}
+    cpu = jax.devices("cpu")[0]  # the check is fp32 on CPU even where JAX sees a GPU
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp, jax.default_device(cpu):
+        for r in tome_rs:
+            ref = np.asarray(
+                jax.jit(lambda p, r=r: vit.ViT(cfg).apply({"params": p}, x, tome_r=r))(pruned)
+            )
+            export.export_vit(params, cfg, tmp, masks=masks, tome_r=r)
+            with torch.no_grad():
+                out = build_model(tmp)(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+            per[r] = float(np.abs(out - ref).max())
+    return {
+        "max_abs_diff": max(per.values()),
+        "per_tome": per,
+        "dtype": "float32",
+        "device": "cpu",
+        "config": "2-block ViT, 32 px, patch 8, D=64, 2:4 on block Linears",
+    }

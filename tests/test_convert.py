@@ -1,0 +1,210 @@
+"""Tests for mpjax.models.convert: sources, layouts, torch-reference logits, bad files."""
+
+import jax
+import numpy as np
+import pytest
+
+from mpjax import tree
+from mpjax.models import convert, vit
+
+CFG = vit.ViTConfig(
+    patch_size=4, hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
+    image_size=16, channels=3, num_classes=5,
+)  # fmt: skip
+
+
+@pytest.fixture
+def params():
+    """Random params with non-trivial LayerNorms, biases, cls and position table."""
+    p = convert.random_init(CFG, seed=1)
+    rng = np.random.default_rng(2)
+    return jax.tree.map(lambda x: x + 0.1 * rng.standard_normal(x.shape).astype(np.float32), p)
+
+
+@pytest.fixture
+def images():
+    return np.random.default_rng(3).standard_normal((2, 16, 16, 3)).astype(np.float32)
+
+
+def _logits(p, x, cfg=CFG):
+    return np.asarray(vit.ViT(cfg).apply({"params": p}, x))
+
+
+def _torch_vit(sd, cfg, images):
+    """Reference forward with timm VisionTransformer semantics, in plain torch."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    t = {k: torch.from_numpy(np.asarray(v)) for k, v in sd.items()}
+    d, h = cfg.hidden_size, cfg.num_heads
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2))
+    x = F.conv2d(x, t["patch_embed.proj.weight"], t["patch_embed.proj.bias"], stride=cfg.patch_size)
+    x = x.flatten(2).transpose(1, 2)
+    b, n = x.shape[0], x.shape[1] + 1
+    x = torch.cat([t["cls_token"].expand(b, -1, -1), x], dim=1) + t["pos_embed"]
+
+    def ln(y, name):
+        return F.layer_norm(y, (d,), t[name + ".weight"], t[name + ".bias"], eps=1e-6)
+
+    def lin(y, name):
+        return F.linear(y, t[name + ".weight"], t[name + ".bias"])
+
+    for i in range(cfg.num_layers):
+        pre = f"blocks.{i}."
+        qkv = lin(ln(x, pre + "norm1"), pre + "attn.qkv").reshape(b, n, 3, h, d // h)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)
+        att = torch.softmax(q @ k.transpose(-2, -1) * (d // h) ** -0.5, dim=-1) @ v
+        x = x + lin(att.transpose(1, 2).reshape(b, n, d), pre + "attn.proj")
+        x = x + lin(F.gelu(lin(ln(x, pre + "norm2"), pre + "mlp.fc1")), pre + "mlp.fc2")
+    return lin(ln(x, "norm")[:, 0], "head").numpy()
+
+
+def test_timm_layout_matches_torch_reference(params, images, tmp_path):
+    from safetensors.numpy import save_file
+
+    sd = convert.flax_to_timm(params, CFG)
+    assert sd["blocks.0.attn.qkv.weight"].shape == (96, 32)
+    assert sd["patch_embed.proj.weight"].shape == (32, 3, 4, 4)
+    save_file(sd, tmp_path / "model.safetensors")
+    loaded = convert.load_vit_checkpoint(tmp_path / "model.safetensors", CFG)
+    ours = _logits(loaded, images)
+    np.testing.assert_array_equal(ours, _logits(params, images))  # exact: transposes only
+    np.testing.assert_allclose(ours, _torch_vit(sd, CFG, images), atol=1e-4, rtol=1e-4)
+    assert len(tree.select(sd)) == 4 * CFG.num_layers + 2  # qkv, proj, fc1, fc2, patch, head
+
+
+def test_hf_round_trip(params, images, tmp_path):
+    from safetensors.numpy import save_file
+
+    sd = convert.flax_to_hf(params, CFG)
+    assert "vit.encoder.layer.1.attention.attention.query.weight" in sd
+    assert sd["classifier.weight"].shape == (5, 32)
+    save_file(sd, tmp_path / "hf.safetensors")
+    assert convert.detect_layout(sd) == "hf"
+    loaded = convert.load_vit_checkpoint(tmp_path / "hf.safetensors", CFG)
+    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
+    # hf and timm agree through the torch reference
+    via_timm = convert.flax_to_timm(convert.hf_to_flax(sd, CFG), CFG)
+    np.testing.assert_allclose(
+        _torch_vit(via_timm, CFG, images), _logits(params, images), atol=1e-4, rtol=1e-4
+    )
+
+
+def test_npz_round_trip_and_old_names(params, images, tmp_path):
+    convert.save_npz(tmp_path / "bv.npz", params)
+    loaded, info = convert.load_source(tmp_path / "bv.npz")
+    assert info["kind"] == "npz" and info["config"] == CFG
+    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
+    np.testing.assert_array_equal(
+        _logits(convert.load_vit_checkpoint(tmp_path / "bv.npz", CFG), images),
+        _logits(params, images),
+    )
+    # vit_jax names (MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3) and prefixes
+    old = {}
+    for k, v in tree.flatten(params).items():
+        k = k.replace("MultiHeadDotProductAttention_0", "MultiHeadDotProductAttention_1")
+        k = k.replace("LayerNorm_1", "LayerNorm_2").replace("MlpBlock_0", "MlpBlock_3")
+        old["params/" + k] = np.asarray(v)
+    np.savez(tmp_path / "old.npz", **old)
+    loaded = convert.load_vit_checkpoint(tmp_path / "old.npz", CFG)
+    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
+
+
+def test_big_vision_pos_embedding_without_cls_row(params, images, tmp_path):
+    flat = {k: np.asarray(v) for k, v in tree.flatten(params).items()}
+    pos = flat.pop("Transformer/posembed_input/pos_embedding")
+    flat["pos_embedding"] = pos[:, 1:]  # big_vision adds the table before prepending cls
+    np.savez(tmp_path / "bv.npz", **flat)
+    loaded, info = convert.load_source(tmp_path / "bv.npz")
+    assert any("pos_embedding" in note for note in info["renamed"])
+    want = dict(tree.flatten(params))
+    want["Transformer/posembed_input/pos_embedding"] = np.concatenate(
+        [np.zeros_like(pos[:, :1]), pos[:, 1:]], 1
+    )
+    np.testing.assert_array_equal(
+        _logits(loaded, images), _logits(tree.unflatten_like(params, want), images)
+    )
+
+
+def test_missing_and_misshaped_tensors_are_named(params):
+    sd = convert.flax_to_timm(params, CFG)
+    bad = dict(sd)
+    del bad["blocks.1.mlp.fc1.bias"]
+    with pytest.raises(ValueError, match=r"blocks\.1\.mlp\.fc1\.bias: missing"):
+        convert.timm_to_flax(bad, CFG)
+    bad = dict(sd, **{"blocks.0.attn.proj.weight": np.zeros((32, 31), np.float32)})
+    with pytest.raises(ValueError, match=r"blocks\.0\.attn\.proj\.weight: shape \(32, 31\)"):
+        convert.timm_to_flax(bad, CFG)
+    with pytest.raises(ValueError, match=r"blocks\.0\.attn\.qkv\.weight: missing"):
+        convert.timm_to_flax({k: v for k, v in sd.items() if "qkv.weight" not in k}, CFG)
+    with pytest.raises(ValueError, match="fc_norm.weight: unexpected"):
+        convert.timm_to_flax(dict(sd, **{"fc_norm.weight": np.ones(32)}), CFG)
+    convert.timm_to_flax(dict(sd, **{"fc_norm.weight": np.ones(32)}), CFG, strict=False)
+    hf = convert.flax_to_hf(params, CFG)
+    del hf["vit.encoder.layer.0.layernorm_after.weight"]
+    with pytest.raises(ValueError, match=r"layer\.0\.layernorm_after\.weight: missing"):
+        convert.hf_to_flax(hf, CFG)
+    flat = dict(tree.flatten(params))
+    flat["Transformer/encoderblock_1/MlpBlock_0/Dense_1/kernel"] = np.zeros((64, 33))
+    with pytest.raises(ValueError, match=r"encoderblock_1/MlpBlock_0/Dense_1/kernel: shape"):
+        convert.validate_params(convert.unflatten_dict(flat), CFG)
+    flat = dict(tree.flatten(params))
+    del flat["head/bias"]
+    with pytest.raises(ValueError, match="head/bias: missing"):
+        convert.validate_params(convert.unflatten_dict(flat), CFG)
+
+
+def test_truncated_and_foreign_files(params, tmp_path):
+    from safetensors.numpy import save_file
+
+    convert.save_npz(tmp_path / "a.npz", params)
+    raw = (tmp_path / "a.npz").read_bytes()
+    (tmp_path / "t.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"t\.npz: not a readable \.npz"):
+        convert.load_source(tmp_path / "t.npz")
+    save_file(convert.flax_to_timm(params, CFG), tmp_path / "a.safetensors")
+    raw = (tmp_path / "a.safetensors").read_bytes()
+    (tmp_path / "t.safetensors").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match=r"t\.safetensors: not a readable"):
+        convert.load_vit_checkpoint(tmp_path / "t.safetensors", CFG)
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"x\.pt: unsupported file type.*orbax"):
+        convert.load_source(tmp_path / "x.pt")
+    with pytest.raises(ValueError, match="neither an existing path nor a known name"):
+        convert.load_source("vit-h14")
+    save_file({"foo.bar": np.ones(3, np.float32)}, tmp_path / "o.safetensors")
+    with pytest.raises(ValueError, match="neither timm"):
+        convert.load_vit_checkpoint(tmp_path / "o.safetensors", CFG)
+
+
+def test_safetensors_source_stays_torch_layout(params, tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file(convert.flax_to_timm(params, CFG), tmp_path / "m.safetensors")
+    sd, info = convert.load_source(str(tmp_path / "m.safetensors"))
+    assert info["kind"] == "safetensors" and info["layout"] == "timm"
+    assert sd["head.weight"].shape == (5, 32)
+
+
+def test_named_random_init_statistics():
+    p, info = convert.load_source("vit-ti16", seed=0)
+    assert info["kind"] == "random" and info["config"] == vit.config_for("ti16")
+    abstract = vit.abstract_params(info["config"])
+    assert jax.tree.structure(p) == jax.tree.structure(abstract)
+    for path, leaf in tree.flatten(abstract).items():
+        assert tree.flatten(p)[path].shape == leaf.shape, path
+    w = tree.matrices(p)["Transformer/encoderblock_0/MlpBlock_0/Dense_1/kernel"]  # (192, 768)
+    assert abs(w.var() * 768 - 1) < 0.02
+    s = np.linalg.svd(w, compute_uv=False)
+    assert abs(s[0] / (1 + np.sqrt(192 / 768)) - 1) < 0.05  # MP edge
+    again, _ = convert.load_source("vit-ti16", seed=0)
+    np.testing.assert_array_equal(again["head"]["kernel"], p["head"]["kernel"])
+    assert convert.infer_config(p) == vit.config_for("ti16")
+
+
+def test_orbax_directory(params, tmp_path):
+    checkpoint = pytest.importorskip("mpjax.checkpoint")
+    checkpoint.save_params(tmp_path / "ckpt", params)
+    loaded, info = convert.load_source(tmp_path / "ckpt")
+    assert info["kind"] == "orbax" and info["config"] == CFG
+    for k, v in tree.flatten(params).items():
+        np.testing.assert_array_equal(np.asarray(tree.flatten(loaded)[k]), v)
