@@ -22,7 +22,6 @@ import csv
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,8 +32,18 @@ PyTree = Any
 
 #: Column order of :attr:`Analysis.rows`, the CSV and the JSON ``layers`` records.
 COLUMNS = (
-    "path", "shape", "d_out", "d_in", "sigma2", "sigma_plus", "fit_error", "bulk_fraction",
-    "n_spikes", "alpha_hill", "stable_rank", "status",
+    "path",
+    "shape",
+    "d_out",
+    "d_in",
+    "sigma2",
+    "sigma_plus",
+    "fit_error",
+    "bulk_fraction",
+    "n_spikes",
+    "alpha_hill",
+    "stable_rank",
+    "status",
 )
 
 
@@ -72,8 +81,13 @@ class Analysis:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             for r in self.rows:
-                writer.writerow({**r, "shape": "x".join(str(d) for d in r["shape"]),
-                                 "alpha_hill": "" if r["alpha_hill"] is None else r["alpha_hill"]})
+                writer.writerow(
+                    {
+                        **r,
+                        "shape": "x".join(str(d) for d in r["shape"]),
+                        "alpha_hill": "" if r["alpha_hill"] is None else r["alpha_hill"],
+                    }
+                )
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write ``{"config": ..., "layers": rows}`` as strict JSON (no NaN allowed)."""
@@ -83,10 +97,17 @@ class Analysis:
 
 def _row(view: tree.LayerView, s: np.ndarray, f: mp.MPFit, hill_k: int) -> dict[str, Any]:
     return {
-        "path": view.path, "shape": [view.d_out, view.d_in], "d_out": view.d_out,
-        "d_in": view.d_in, "sigma2": f.sigma2, "sigma_plus": f.edge, "fit_error": f.fit_error,
-        "bulk_fraction": f.bulk_fraction, "n_spikes": f.n_spikes,
-        "alpha_hill": mp.hill_alpha(s, hill_k), "stable_rank": mp.stable_rank(s),
+        "path": view.path,
+        "shape": [view.d_out, view.d_in],
+        "d_out": view.d_out,
+        "d_in": view.d_in,
+        "sigma2": f.sigma2,
+        "sigma_plus": f.edge,
+        "fit_error": f.fit_error,
+        "bulk_fraction": f.bulk_fraction,
+        "n_spikes": f.n_spikes,
+        "alpha_hill": mp.hill_alpha(s, hill_k),
+        "stable_rank": mp.stable_rank(s),
         "status": f.status,
     }
 
@@ -126,8 +147,7 @@ def analyze(
     views = tree.select(params, include=include, exclude=exclude)
     if not views:
         raise ValueError("params: no weight matrix matches include/exclude; check the globs.")
-    # validate the options once, before the expensive part
-    mp.fit(np.ones(8), (8, 8), method, alpha, beta, tw_form, false_spike_rate)
+    mp.check_options(method, alpha, beta, tw_form, false_spike_rate)  # before the costly part
     tree.check_finite(params, views)
     svals = spectra.singular_values(params, views, spectra_method, dtype, progress)
     fits = {
@@ -135,9 +155,15 @@ def analyze(
         for path, v in views.items()
     }
     rows = [_row(v, svals[p], fits[p], hill_k) for p, v in views.items()]
-    config = {"method": method, "alpha": alpha, "beta": beta, "tw_form": tw_form,
-              "false_spike_rate": false_spike_rate, "spectra_method": spectra_method,
-              "hill_k": hill_k}
+    config = {
+        "method": method,
+        "alpha": alpha,
+        "beta": beta,
+        "tw_form": tw_form,
+        "false_spike_rate": false_spike_rate,
+        "spectra_method": spectra_method,
+        "hill_k": hill_k,
+    }
     return Analysis(rows, svals, fits, dict(views), config)
 
 
@@ -195,9 +221,16 @@ def main_analyze(argv: list[str] | None = None) -> int:
 
     params, _info = load_source(args.source)
     report = analyze_to_dir(
-        params, args.out, max_panels=args.max_panels, include=args.include,
-        exclude=args.exclude, method=args.method, alpha=args.alpha, beta=args.beta,
-        tw_form=args.tw_form, false_spike_rate=args.false_spike_rate,
+        params,
+        args.out,
+        max_panels=args.max_panels,
+        include=args.include,
+        exclude=args.exclude,
+        method=args.method,
+        alpha=args.alpha,
+        beta=args.beta,
+        tw_form=args.tw_form,
+        false_spike_rate=args.false_spike_rate,
         spectra_method=args.spectra_method,
     )
     for line in summary_lines(report):
@@ -205,10 +238,3 @@ def main_analyze(argv: list[str] | None = None) -> int:
     names = ("analysis.csv", "analysis.json", "esd_grid.png", "edges.png")
     print(f"report written to {os.path.abspath(args.out)}: " + ", ".join(names))
     return 0
-
-
-def fits_from_spectra(
-    svals: Mapping[str, np.ndarray], shapes: Mapping[str, tuple[int, int]], **kw: Any
-) -> dict[str, mp.MPFit]:
-    """:func:`mpjax.mp.fit` over ``{path: s}`` with ``{path: (d_out, d_in)}`` shapes."""
-    return {p: mp.fit(s, shapes[p], **kw) for p, s in svals.items()}

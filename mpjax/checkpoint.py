@@ -165,8 +165,13 @@ def save_params(
         items["masks"] = ocp.args.StandardSave(stored)
     tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
     directory.parent.mkdir(parents=True, exist_ok=True)
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-        ckptr.save(tmp, args=ocp.args.Composite(**items))
+    try:
+        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+            ckptr.save(tmp, args=ocp.args.Composite(**items))
+    except BaseException:  # remove this save's debris; the previous checkpoint is untouched
+        for debris in directory.parent.glob(f"{tmp.name}*"):
+            shutil.rmtree(debris, ignore_errors=True)
+        raise
     old = directory.with_name(f".{directory.name}.old-{uuid.uuid4().hex[:8]}")
     if directory.exists():
         directory.rename(old)

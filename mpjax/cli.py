@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "prune": ("mpjax.pipeline", "main_prune", "prune (and optionally distill) a model"),
     "demo": ("mpjax.pipeline", "main_demo", "prune + distill the shipped Fashion-MNIST ViT"),
     "train": ("mpjax.train", "main_train", "train a model from a named recipe"),
-    "certify": ("mpjax.certificates", "main_certify", "data-path certificates of a pruning step"),
+    "certify": ("mpjax.certify", "main_certify", "data-path certificates of a pruning step"),
     "dynamics": ("mpjax.dynamics", "main_dynamics", "L2 training-dynamics study of FC nets"),
     "export": ("mpjax.export", "main_export", "export a pruned ViT for the PyTorch runtime"),
     "bench": ("mpjax.cli", "main_bench", "benchmarks: spectra, prune, distill, quality, runtime, dynamics"),

@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -35,7 +36,6 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from mpjax import data as data_lib
 from mpjax import dynamics_record as rec_lib
 from mpjax import dynamics_store as store
 from mpjax.dynamics_config import (
@@ -47,7 +47,7 @@ from mpjax.dynamics_config import (
     to_dict,
     validate,
 )
-from mpjax.dynamics_data import Data, load_data
+from mpjax.dynamics_data import Data, epoch_indices, load_data, steps_per_epoch
 from mpjax.dynamics_record import layer_paths, mp_prune_members, record_epoch
 from mpjax.models import mlp as mlp_lib
 
@@ -79,11 +79,6 @@ def model_of(config: DynamicsConfig) -> mlp_lib.MLP:
     )
 
 
-def steps_per_epoch(config: DynamicsConfig, n_train: int) -> int:
-    """Minibatches per epoch (the incomplete last one is dropped)."""
-    return n_train // config.batch_size
-
-
 def make_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTransformation:
     """SGD with momentum (or Adam), lr decayed by ``lr_decay`` every ``lr_decay_every`` epochs."""
     sched = optax.exponential_decay(
@@ -94,19 +89,26 @@ def make_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTransf
     return optax.sgd(sched, momentum=config.momentum or None)
 
 
-def _stack(trees: list[PyTree]) -> PyTree:
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+@functools.lru_cache(maxsize=16)
+def _make_init_fn(config: DynamicsConfig, n_steps: int):
+    model, tx = model_of(config), make_optimizer(config, n_steps)
+    x0 = jnp.zeros((1, config.widths[0]), jnp.float32)
+
+    def init(keys):
+        params = jax.vmap(lambda k: model.init(k, x0)["params"])(keys)
+        return params, jax.vmap(tx.init)(params)
+
+    return jax.jit(init)
 
 
 def init_members(config: DynamicsConfig, n_steps: int) -> tuple[PyTree, PyTree]:
     """Stacked ``(params, opt_state)`` with a leading member axis; member ``i`` uses its seed.
 
-    Each member is initialised on its own, so a member's start does not depend on the others.
+    ``jax.random`` under ``vmap`` draws per key exactly what an unbatched call draws, so a
+    member's start depends on its seed only, not on the other members.
     """
-    model, tx = model_of(config), make_optimizer(config, n_steps)
-    x0 = jnp.zeros((1, config.widths[0]), jnp.float32)
-    params = [model.init(jax.random.key(seed), x0)["params"] for _, seed in config.members]
-    return _stack(params), _stack([tx.init(p) for p in params])
+    keys = jnp.stack([jax.random.key(seed) for _, seed in config.members])
+    return _make_init_fn(_compile_key(config), n_steps)(keys)
 
 
 def _kernels(params: PyTree) -> list[jax.Array]:
@@ -209,18 +211,13 @@ def evaluate(
     return tot[:, 0] / len(y), tot[:, 1] / len(y)
 
 
-def epoch_indices(config: DynamicsConfig, n_train: int, epoch: int) -> np.ndarray:
-    """Minibatch indices ``[steps, members, batch]``: member order from ``(seed, epoch)``."""
-    n_steps, B = steps_per_epoch(config, n_train), config.batch_size
-    perms = [
-        data_lib.epoch_permutation(n_train, seed, epoch)[: n_steps * B]
-        for _, seed in config.members
-    ]
-    return np.stack(perms).reshape(len(perms), n_steps, B).transpose(1, 0, 2).astype(np.int32)
+def _read_config(path: str) -> DynamicsConfig:
+    with open(path) as f:
+        return from_dict(json.load(f))
 
 
 def _check_resume(out: str, config: DynamicsConfig) -> None:
-    stored = from_dict(json.load(open(os.path.join(out, "config.json"))))
+    stored = _read_config(os.path.join(out, "config.json"))
     diff = [
         f.name
         for f in dataclasses.fields(DynamicsConfig)
@@ -312,8 +309,8 @@ def train(
         start, entries, prev = -1, [], None
     params, opt = jax.tree_util.tree_map(jnp.asarray, state)
     todo = range(start + 1, config.epochs + 1)
-    show = progress if progress is not None else None
-    bar = tqdm(todo, desc=f"dynamics {config.name}", disable=show is False or not todo, leave=False)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(todo, desc=f"dynamics {config.name}", disable=not show or not todo, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
         if epoch == 0:
@@ -381,7 +378,7 @@ def main_dynamics(argv: list[str] | None = None) -> int:
         stored = os.path.join(args.out, "config.json")
         if not (args.resume and os.path.exists(stored)):
             parser.error("--config is required unless --resume finds DIR/config.json")
-        config = from_dict(json.load(open(stored)))
+        config = _read_config(stored)
     else:
         config = load_config(args.config)
     if args.epochs is not None:

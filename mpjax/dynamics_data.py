@@ -1,4 +1,4 @@
-"""Data of the dynamics study: Fashion-MNIST (standardised, flattened) or a low-rank teacher.
+"""Data of the dynamics study: Fashion-MNIST or a low-rank teacher, and the minibatch order.
 
 The synthetic teacher labels Gaussian inputs ``x ~ N(0, I_d)`` by
 ``argmax(T2 relu(T1 x + b1))`` with ``T1`` of rank ``teacher_rank``: the labels depend on a
@@ -53,3 +53,18 @@ def load_data(config: DynamicsConfig) -> Data:
     mean, std = float(xtr.mean()) / 255.0, float(xtr.std()) / 255.0
     flat = lambda x: data_lib.normalize(x, "standard", mean, std).reshape(len(x), -1)  # noqa: E731
     return Data(flat(xtr), ytr.astype(np.int32), flat(xte), yte.astype(np.int32))
+
+
+def steps_per_epoch(config: DynamicsConfig, n_train: int) -> int:
+    """Minibatches per epoch (the incomplete last one is dropped)."""
+    return n_train // config.batch_size
+
+
+def epoch_indices(config: DynamicsConfig, n_train: int, epoch: int) -> np.ndarray:
+    """Minibatch indices ``[steps, members, batch]``: member order from ``(seed, epoch)``."""
+    n_steps, B = steps_per_epoch(config, n_train), config.batch_size
+    perms = [
+        data_lib.epoch_permutation(n_train, seed, epoch)[: n_steps * B]
+        for _, seed in config.members
+    ]
+    return np.stack(perms).reshape(len(perms), n_steps, B).transpose(1, 0, 2).astype(np.int32)

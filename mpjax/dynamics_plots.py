@@ -86,25 +86,43 @@ def mp_singular_density(s: np.ndarray, v: float, shape: tuple[int, int]) -> np.n
     return mp_law.pdf(s**2 / (v * n), y) * 2 * s / (v * n)
 
 
+def mp_bin_counts(edges: np.ndarray, v: float, shape: tuple[int, int]) -> np.ndarray:
+    """Expected counts of the ``p`` singular values of an iid ``N(0, v)`` matrix per bin.
+
+    ``x = s^2 / (v n)`` follows MP(ratio ``y = p/n``, scale 1), so a bin ``[a, b)`` holds
+    ``p (F_MP(b^2 / (v n)) - F_MP(a^2 / (v n)))`` values on average.
+    """
+    p, n = min(shape), max(shape)
+    F = mp_law.cdf(np.asarray(edges, np.float64) ** 2 / (v * n), p / n)
+    return p * np.diff(F)
+
+
 def plot_esd(run: Any, path: str, member: int = 0, epochs: list[int] | None = None):
-    """Histograms of the singular values at a few epochs with the fitted MP density."""
+    """Singular-value histograms (log-spaced bins) at a few epochs with the fitted MP law.
+
+    Log bins keep both a collapsed bulk near 0 and the spikes visible; the red steps are the
+    counts the fitted MP law (entry variance ``v*``) expects per bin.
+    """
     rec = run.layers[path]
     if epochs is None:
-        epochs = sorted(
-            {int(run.epochs[0]), int(run.epochs[len(run.epochs) // 2]), int(run.epochs[-1])}
-        )
+        mid = int(run.epochs[len(run.epochs) // 2])
+        epochs = sorted({int(run.epochs[0]), mid, int(run.epochs[-1])})
     shape = (rec["U_top"].shape[2], rec["V_top"].shape[2])
     fig, axes = plt.subplots(1, len(epochs), figsize=(4 * len(epochs), 3.2), squeeze=False)
     for ax, e in zip(axes[0], epochs, strict=True):
         i = int(np.searchsorted(run.epochs, e))
         s, v, edge = rec["s"][i, member], rec["v_star"][i, member], rec["sigma_plus"][i, member]
-        ax.hist(s, bins=60, density=True, alpha=0.6, label="singular values")
-        grid = np.linspace(1e-9, max(s.max(), edge) * 1.05, 400)
+        top = max(float(s.max()), float(edge)) * 1.2
+        low = max(float(s[s > 0].min()) if np.any(s > 0) else top * 1e-6, top * 1e-6) * 0.8
+        bins = np.geomspace(low, top, 50)
+        ax.hist(s, bins=bins, alpha=0.6, label="singular values")
         if np.isfinite(v) and v > 0:
-            ax.plot(grid, mp_singular_density(grid, v, shape), "r-", label="fitted MP")
+            ax.stairs(mp_bin_counts(bins, v, shape), bins, color="r", label="fitted MP")
         ax.axvline(edge, color="k", ls="--", lw=1, label="sigma_plus")
+        ax.set_xscale("log")
         ax.set_title(f"{path.split('/')[0]} {run.member_names[member]} epoch {e}", fontsize=9)
-        ax.set_xlabel("s")
+        ax.set_xlabel("s (log scale)")
+    axes[0][0].set_ylabel("count")
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     return fig

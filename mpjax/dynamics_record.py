@@ -24,6 +24,10 @@ bulk edge ``sigma_plus`` on the singular-value scale. From it we derive:
   (no outlier) give NaN.
 * ``overlap_u``, ``overlap_v``: ``||U_k^T U'_k||_F^2 / k`` between the top-``k`` left (right)
   singular subspaces of this epoch and of the previous one (1 = same subspace).
+
+:func:`decompose` computes the spectrum (float64 Gram eigendecomposition on CPU, float32 SVD
+on an accelerator); :func:`record_epoch` and :func:`mp_prune_members` apply
+:func:`layer_record` and :func:`mp_prune_matrix` to every layer of every member of a run.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mpjax import lowrank
+from mpjax import lowrank, mp
 from mpjax.dynamics_config import DynamicsConfig
 
 #: Layers with fewer singular values than this are recorded but never MP-pruned: a
@@ -164,46 +168,7 @@ def default_backend() -> str:
     return "numpy" if jax.default_backend() == "cpu" else "jax"
 
 
-class _Fit(NamedTuple):
-    sigma2: float
-    edge: float
-    fit_error: float
-    bulk_fraction: float
-    n_spikes: int
-    status: str
-
-
-def _bema_fallback(
-    s: np.ndarray, shape: tuple[int, int], alpha: float = 0.25, beta: float = 0.8
-) -> _Fit:
-    """Minimal BEMA (SPEC §3), used only while :mod:`mpjax.mp` is unavailable."""
-    from mpjax import mp_law
-
-    d_out, d_in = shape
-    p, n = min(shape), max(shape)
-    y = p / n
-    ev = np.sort(np.asarray(s, np.float64) ** 2 / d_in)
-    k = np.arange(int(np.floor(alpha * p)), int(np.floor((1 - alpha) * p)))
-    if k.size < 2:
-        return _Fit(float("nan"), float("inf"), float("nan"), 1.0, 0, "too_small")
-    q = mp_law.quantile(k / p, y)
-    sigma2 = float(np.sum(q * ev[k]) / max(np.sum(q * q), 1e-300))
-    t = float(mp_law.tw_quantile(1 - beta))
-    lam = sigma2 * (
-        (1 + np.sqrt(y)) ** 2 + t * n ** (-2 / 3) * y ** (-1 / 6) * (1 + np.sqrt(y)) ** (4 / 3)
-    )
-    edge = float(np.sqrt(d_in * max(lam, 0.0)))
-    target = alpha + (1 - 2 * alpha) * np.arange(k.size) / k.size
-    err = float(np.max(np.abs(mp_law.cdf(ev[k], y, sigma2) - target))) if sigma2 > 0 else 1.0
-    n_spikes = int(np.sum(np.asarray(s) > edge))
-    return _Fit(sigma2, edge, err, 1 - n_spikes / p, n_spikes, "ok")
-
-
 def _mp_fit(s: np.ndarray, shape: tuple[int, int]) -> Any:
-    try:
-        from mpjax import mp
-    except ImportError:  # the team's mp.fit not landed yet
-        return _bema_fallback(s, shape)
     return mp.fit(np.asarray(s, np.float64), shape)
 
 

@@ -30,7 +30,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -167,8 +167,21 @@ def _layer_masks(flat_masks: Mapping[str, np.ndarray], entry: Mapping[str, Any])
     return np.concatenate([_matrix(flat_masks[p].astype(bool), p) for p in got])
 
 
-def plan_layers(dims, flat_masks, patterns, permutations) -> list[dict[str, Any]]:
-    """The manifest's layer entries: pattern, density and execution plan per linear layer."""
+def plan_layers(
+    dims: macs.ViTDims,
+    flat_masks: Mapping[str, np.ndarray],
+    patterns: str | Mapping[str, str | None] | None,
+    permutations: Mapping[str, np.ndarray],
+) -> list[dict[str, Any]]:
+    """The manifest's layer entries: pattern, density and execution plan per linear layer.
+
+    A layer runs ``"sparse"`` only if it is masked, its pattern is exactly 2:4, every group
+    of 4 inputs keeps at most 2 and its shape passes :func:`semi_structured_eligible`;
+    otherwise it runs ``"dense"`` and ``reason`` says why.
+
+    Raises:
+      ValueError: a mask that does not fit its pattern, or partial q/k/v masks.
+    """
     layers = []
     for entry in layer_map(dims):
         mask = _layer_masks(flat_masks, entry)
@@ -183,7 +196,6 @@ def plan_layers(dims, flat_masks, patterns, permutations) -> list[dict[str, Any]
             permutation=None,
         )
         if mask is not None:
-            row["shape"] = list(mask.shape)
             if pattern is None:
                 row["density"], row["reason"] = float(mask.mean()), "unstructured mask"
             else:
@@ -241,21 +253,22 @@ def export_vit(
     masks: Any = None,
     patterns: str | Mapping[str, str | None] | None = "2:4",
     permutations: Mapping[str, Any] | None = None,
-    tome_r: int = 0,
+    tome_r: int | Sequence[int] = 0,
     dtype: str = "float32",
 ) -> dict[str, Any]:
     """Write ``model.safetensors``, ``masks.safetensors`` and ``manifest.json`` to ``directory``.
 
     Args:
       params: big_vision-named Flax ViT params (``{"params": ...}`` or the inner dict).
-      config: the ViT config (``mpjax.models.vit.ViTConfig``, a preset name or a dict).
+      config: the ViT config (``mpjax.models.vit.ViTConfig`` or a preset name like ``"b16"``).
       directory: output folder (created); files are written atomically, manifest last.
       masks: masks pytree (bool leaves, ``None`` where not pruned) or None.
       patterns: ``"k:n"`` for every masked layer, or ``{torch name | layer type | flax path:
-        "k:n" | None}``; ``None`` marks an unstructured mask.
+        "k:n" | None}``; ``None`` marks an unstructured mask (executed and counted dense:
+        no kernel here exploits it).
       permutations: ``{flax kernel path: perm}`` of input permutations already baked into
         ``params`` (recorded for provenance; the runtime needs nothing to undo them).
-      tome_r: ToMe merges per block the runtime should use.
+      tome_r: ToMe merges per block the runtime should use (an int or one int per block).
       dtype: ``"float32"`` or ``"float16"`` storage dtype.
 
     Returns:
@@ -269,6 +282,7 @@ def export_vit(
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype: {dtype!r}; export as 'float32' or 'float16'.")
     dims = macs.vit_dims(config)
+    rs = macs.per_block_r(tome_r, dims.layers)
     flat_masks = {} if masks is None else _flat(masks)
     permutations = {p: np.asarray(v, np.int64) for p, v in (permutations or {}).items()}
     layers = plan_layers(dims, flat_masks, patterns, permutations)
@@ -276,6 +290,7 @@ def export_vit(
     mask_sd: dict[str, np.ndarray] = {}
     for row in layers:
         key = f"{row['torch']}.weight"
+        row["shape"] = [sd[key].shape[0], int(np.prod(sd[key].shape[1:]))]
         if row["masked"]:
             mask = _torch_layout(_layer_masks(flat_masks, row), row, sd[key].shape)
             sd[key] = sd[key] * mask
@@ -310,7 +325,7 @@ def export_vit(
             "schema_version": SCHEMA_VERSION,
             "model": {"arch": "vit", "config": _config_dict(config, dims), "input_layout": "NCHW"},
             "dtype": dtype,
-            "tome_r": int(tome_r),
+            "tome_r": tome_r if isinstance(tome_r, int) else list(rs),
             "files": files,
             "runtime_rules": RUNTIME_RULES,
             "layers": layers,

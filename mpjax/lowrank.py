@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -55,6 +56,7 @@ def truncation_rank(s: jax.Array, edge: Any, keep_bulk_fraction: Any) -> jax.Arr
     return n_spikes + jnp.floor(f * n_bulk + 1e-6).astype(jnp.int32)
 
 
+@jax.jit
 def spectral_truncate(W: jax.Array, edge: Any, keep_bulk_fraction: Any) -> jax.Array:
     """Remove the smallest bulk singular values of ``W`` (Algorithm 1 of [P25]).
 
@@ -101,6 +103,7 @@ class Factors(NamedTuple):
     W2: jax.Array
 
 
+@partial(jax.jit, static_argnames=("rank",))
 def factorize(W: jax.Array, rank: int) -> Factors:
     """Factor ``W`` into two layers ``W2 @ W1`` of inner dimension ``rank`` ([P25] Alg. 1).
 
@@ -149,6 +152,7 @@ def rank_for_density(shape: tuple[int, int], density: float) -> int:
     return max(1, min(r, min(d_out, d_in)))
 
 
+@partial(jax.jit, static_argnames=("rank",))
 def truncate_to_rank(W: jax.Array, rank: int) -> jax.Array:
     """Best rank-``rank`` approximation of ``W`` (Eckart-Young), same shape and dtype."""
     f = factorize(W, rank)

@@ -33,7 +33,8 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import numbers
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 #: Linear layer types of a ViT block plus the stem and the head.
@@ -156,22 +157,37 @@ def parse_pattern(pattern: str | tuple[int, int] | None) -> tuple[int, int] | No
     return k, n
 
 
-def tome_schedule(tokens: int, layers: int, r: int, protected: int = 1) -> tuple[int, ...]:
+def per_block_r(r: int | Sequence[int], layers: int) -> tuple[int, ...]:
+    """ToMe ``r`` as one int per block (an int applies to every block).
+
+    Raises:
+      ValueError: a negative ``r`` or a sequence whose length is not ``layers``.
+    """
+    rs = (int(r),) * layers if isinstance(r, numbers.Integral) else tuple(int(v) for v in r)
+    if len(rs) != layers or any(v < 0 for v in rs):
+        raise ValueError(f"tome_r: {r!r}; need an int >= 0 or {layers} ints >= 0, one per block.")
+    return rs
+
+
+def tome_schedule(
+    tokens: int, layers: int, r: int | Sequence[int], protected: int = 1
+) -> tuple[int, ...]:
     """Tokens entering each of ``layers`` blocks under ToMe with ``r`` merges per block.
 
-    ``N_0 = tokens`` and ``N_{l+1} = N_l - min(r, (N_l - protected) // 2)``: bipartite
-    matching can merge at most half of the unprotected tokens.
+    ``N_0 = tokens`` and ``N_{l+1} = N_l - min(r_l, (N_l - protected) // 2)``: bipartite
+    matching can merge at most half of the unprotected tokens. ``r`` is an int or one int
+    per block.
 
     Examples:
       >>> tome_schedule(197, 4, 8)
       (197, 189, 181, 173)
+      >>> tome_schedule(197, 3, (0, 16, 8))
+      (197, 197, 181)
     """
-    if r < 0:
-        raise ValueError(f"tome_r: must be >= 0, got {r}.")
     out, n = [], int(tokens)
-    for _ in range(layers):
+    for r_l in per_block_r(r, layers):
         out.append(n)
-        n -= min(r, max(n - protected, 0) // 2)
+        n -= min(r_l, max(n - protected, 0) // 2)
     return tuple(out)
 
 
@@ -234,7 +250,7 @@ def _linear(name: str, layer_type: str, tokens: int, d_in: int, d_out: int, patt
 def vit_macs(
     config: Any,
     patterns: Mapping[str, Any] | None = None,
-    tome_r: int = 0,
+    tome_r: int | Sequence[int] = 0,
     tome_convention: str = "block",
 ) -> MacReport:
     """MAC accounting of a ViT forward pass for one image.
@@ -244,7 +260,7 @@ def vit_macs(
       patterns: ``{layer type or timm layer name: "k:n" | None}``; layer types are
         :data:`LAYER_TYPES`, names look like ``"blocks.3.mlp.fc1"`` and take precedence.
         A k:n layer costs ``k/n`` of its dense MACs.
-      tome_r: ToMe merges per block (0 = off).
+      tome_r: ToMe merges per block (0 = off), an int or one int per block.
       tome_convention: ``"block"`` (whole block ``l`` at ``N_l`` tokens, the SPEC's number)
         or ``"merge"`` (MLP at the post-merge count ``N_{l+1}``).
 
@@ -262,7 +278,8 @@ def vit_macs(
         if key not in LAYER_TYPES and not key.startswith(("blocks.", "patch_embed", "head")):
             raise ValueError(f"patterns: unknown layer {key!r}; use {LAYER_TYPES} or timm names.")
     d, m = dims.hidden, dims.mlp
-    sched = tome_schedule(dims.tokens, dims.layers + 1, tome_r)
+    rs = per_block_r(tome_r, dims.layers)
+    sched = tome_schedule(dims.tokens, dims.layers + 1, (*rs, 0))
     rows = [
         _linear(
             "patch_embed.proj",
@@ -275,7 +292,7 @@ def vit_macs(
     ]
     for i in range(dims.layers):
         n_attn = sched[i]
-        n_mlp = sched[i + 1] if (tome_convention == "merge" and tome_r) else sched[i]
+        n_mlp = sched[i + 1] if tome_convention == "merge" else sched[i]
         p = f"blocks.{i}"
         rows.append(_linear(f"{p}.attn.qkv", "qkv", n_attn, d, 3 * d, patterns))
         rows.append(

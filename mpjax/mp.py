@@ -26,9 +26,22 @@ import numpy as np
 from mpjax.mp_law import cdf, edges, pdf, quantile, singular_edges, tw_cdf, tw_quantile
 
 __all__ = [
-    "MIN_DIM", "METHODS", "MPFit", "cdf", "edges", "fit", "gavish_donoho_lambda",
-    "gavish_donoho_omega", "hill_alpha", "pdf", "quantile", "singular_edges", "stable_rank",
-    "tw_cdf", "tw_quantile",
+    "MIN_DIM",
+    "METHODS",
+    "MPFit",
+    "cdf",
+    "check_options",
+    "edges",
+    "fit",
+    "gavish_donoho_lambda",
+    "gavish_donoho_omega",
+    "hill_alpha",
+    "pdf",
+    "quantile",
+    "singular_edges",
+    "stable_rank",
+    "tw_cdf",
+    "tw_quantile",
 ]
 
 #: Smallest ``min(d_out, d_in)`` a fit is attempted on; smaller layers get status "too_small".
@@ -153,11 +166,29 @@ def _degenerate(s: np.ndarray, shape: tuple[int, int], method: str, status: str)
     n_spikes = int(np.sum(s > edge))
     bulk = float(np.mean(s < edge)) if p and edge > 0 else 1.0
     noise_var = sigma2 * d_in / n if n else 0.0
-    return MPFit(sigma2, float(lam_plus), edge, 1.0, bulk, n_spikes, status, method,
-                 (d_out, d_in), float(noise_var))
+    return MPFit(
+        sigma2,
+        float(lam_plus),
+        edge,
+        1.0,
+        bulk,
+        n_spikes,
+        status,
+        method,
+        (d_out, d_in),
+        float(noise_var),
+    )
 
 
-def _validate(method: str, alpha: float, beta: float, tw_form: str, rate: float) -> None:
+def check_options(
+    method: str = "bema",
+    alpha: float = 0.25,
+    beta: float = 0.8,
+    tw_form: str = "paper",
+    false_spike_rate: float = 0.05,
+) -> None:
+    """Raise ``ValueError`` naming the bad option of :func:`fit` (checked before any work)."""
+    rate = false_spike_rate
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}.")
     if not 0 <= alpha < 0.5:
@@ -233,7 +264,7 @@ def fit(
       >>> f.status, abs(f.noise_var / 0.0025 - 1) < 0.1
       ('ok', True)
     """
-    _validate(method, alpha, beta, tw_form, false_spike_rate)
+    check_options(method, alpha, beta, tw_form, false_spike_rate)
     d_out, d_in, p, n = _dims(shape)
     s = np.sort(np.abs(np.asarray(singular_values, dtype=np.float64)).ravel())[::-1]
     if s.size != p:
@@ -251,14 +282,21 @@ def fit(
             sig = float(np.median(s) / np.sqrt(n * quantile(0.5, y)))
             tau = gavish_donoho_omega(y, exact_omega) * float(np.median(s))
         else:
+            if not (np.isfinite(sig) and sig > 0):
+                raise ValueError(f"noise_sigma={sig}: the known noise std must be > 0.")
             tau = gavish_donoho_lambda(y) * np.sqrt(n) * float(sig)
         sigma2, lam_plus = sig**2 * n / d_in, tau**2 / d_in
     else:
         sigma2 = _bema_sigma2(ev, p, n, alpha)
         if not sigma2 > 0:
             why = "rank_deficient" if n_zero > 0.05 * p else "fit_failed"
-            return _degenerate(s, (d_out, d_in), method, f"{why}: {n_zero} of {p} singular "
-                               "values ~0 fill the BEMA window; moment estimate used")
+            return _degenerate(
+                s,
+                (d_out, d_in),
+                method,
+                f"{why}: {n_zero} of {p} singular "
+                "values ~0 fill the BEMA window; moment estimate used",
+            )
         if method == "bema":
             lam_plus = sigma2 * _tw_edge_factor(y, n, float(tw_quantile(1 - beta)), tw_form)
         else:
@@ -268,9 +306,15 @@ def fit(
     lam_plus = max(float(lam_plus), 0.0)
     edge = float(np.sqrt(d_in * lam_plus))
     return MPFit(
-        sigma2=float(sigma2), lambda_plus=lam_plus, edge=edge,
-        fit_error=_fit_error(ev, p, n, sigma2, alpha), bulk_fraction=float(np.mean(s < edge)),
-        n_spikes=int(np.sum(s > edge)), status=status, method=method, shape=(d_out, d_in),
+        sigma2=float(sigma2),
+        lambda_plus=lam_plus,
+        edge=edge,
+        fit_error=_fit_error(ev, p, n, sigma2, alpha),
+        bulk_fraction=float(np.mean(s < edge)),
+        n_spikes=int(np.sum(s > edge)),
+        status=status,
+        method=method,
+        shape=(d_out, d_in),
         noise_var=float(sigma2 * d_in / n),
     )
 

@@ -194,7 +194,12 @@ def _tw1_table() -> _TW1Table:
         return [dq, s * q + 2 * q**3, -q, -(q**2), -u]
 
     sol = solve_ivp(
-        rhs, (s0, s1), [ai, aip, j0, u0, k0], method="DOP853", rtol=1e-12, atol=1e-16,
+        rhs,
+        (s0, s1),
+        [ai, aip, j0, u0, k0],
+        method="DOP853",
+        rtol=1e-12,
+        atol=1e-16,
         dense_output=True,
     )
     grid = np.linspace(s1, s0, 6001)
@@ -226,6 +231,6 @@ def tw_quantile(prob: np.ndarray | float) -> np.ndarray:
     for _ in range(3):
         q, _, j, u, k = tab.sol(np.clip(s, tab.s[0], tab.s[-1]).ravel())
         f = np.exp(-0.5 * (j + k)).reshape(s.shape)
-        dens = (0.5 * f * (q + u).reshape(s.shape))
+        dens = 0.5 * f * (q + u).reshape(s.shape)
         s = s - np.where(dens > 1e-14, (f - prob) / np.maximum(dens, 1e-14), 0.0)
     return s

@@ -44,6 +44,7 @@ def _svd(W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     return jnp.linalg.svd(Wf, full_matrices=False)
 
 
+@jax.jit
 def sv_sparsify_matrix(W: jax.Array, edge: Any, rho: Any) -> jax.Array:
     """P25 singular-vector sparsification of one ``(d_out, d_in)`` matrix.
 
@@ -62,6 +63,7 @@ def sv_sparsify_matrix(W: jax.Array, edge: Any, rho: Any) -> jax.Array:
     return ((u * s) @ vt).astype(jnp.asarray(W).dtype)
 
 
+@jax.jit
 def sv_sparsify_haar(W: jax.Array, edge: Any, z_eff: Any) -> jax.Array:
     """Haar-scaled singular-vector sparsification (P26 preprocessing option).
 

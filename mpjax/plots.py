@@ -19,11 +19,15 @@ import numpy as np  # noqa: E402
 from mpjax import mp  # noqa: E402
 
 #: Eigenvalues beyond this multiple of ``lambda_plus`` are left out of a panel's x-range.
-X_RANGE = 2.5
+X_RANGE = 1.5
 
 
-def esd_panel(ax: Any, s: np.ndarray, fit: mp.MPFit, bins: int = 60, title: str = "") -> None:
+def esd_panel(
+    ax: Any, s: np.ndarray, fit: mp.MPFit, bins: int | None = None, title: str = ""
+) -> None:
     """One ESD panel: histogram of ``s^2 / d_in``, fitted MP density, edge line.
+
+    ``bins=None`` picks about six eigenvalues per bin (10 to 60 bins).
 
     Spikes far beyond the edge are not drawn (so the bulk stays readable); their count is
     written in the legend.
@@ -34,12 +38,18 @@ def esd_panel(ax: Any, s: np.ndarray, fit: mp.MPFit, bins: int = 60, title: str 
     hi = X_RANGE * fit.lambda_plus if fit.lambda_plus > 0 else float(ev.max(initial=1.0))
     shown = ev[ev <= hi]
     if shown.size:
+        bins = bins or int(np.clip(shown.size // 6, 10, 60))
         ax.hist(shown, bins=bins, density=True, color="0.75")
     if fit.sigma2 > 0 and p:
         x = np.linspace(0.0, hi, 400)
         ax.plot(x, mp.pdf(x, p / n, fit.sigma2), color="C0", lw=1.2, label="MP fit")
-        ax.axvline(fit.lambda_plus, color="C3", lw=1, ls="--",
-                   label=f"edge ({fit.n_spikes} spike{'s' if fit.n_spikes != 1 else ''})")
+        ax.axvline(
+            fit.lambda_plus,
+            color="C3",
+            lw=1,
+            ls="--",
+            label=f"edge ({fit.n_spikes} spike{'s' if fit.n_spikes != 1 else ''})",
+        )
     ax.set_title(title, fontsize=7)
     ax.tick_params(labelsize=6)
     ax.legend(fontsize=5, loc="upper right")
@@ -70,7 +80,7 @@ def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: 
     for ax, p in zip(axes.ravel(), paths, strict=False):
         f = report.fits[p]
         esd_panel(ax, report.spectra[p], f, title=f"{_short(p)} {f.shape[0]}x{f.shape[1]}")
-    for ax in axes.ravel()[len(paths):]:
+    for ax in axes.ravel()[len(paths) :]:
         ax.axis("off")
     total = len(report.fits)
     note = f" (first {len(paths)} of {total} layers)" if total > len(paths) else ""

@@ -46,8 +46,7 @@ class SERInfo(NamedTuple):
 
 def _keep_top(score: jax.Array, count: Any) -> jax.Array:
     """Bool mask of the ``count`` largest entries (ties: higher flat index kept)."""
-    r = masks_lib._ranks(score)
-    return r >= score.size - jnp.asarray(count, jnp.int32)
+    return masks_lib.remove_lowest(score, score.size - jnp.asarray(count, jnp.int32))
 
 
 def ser(

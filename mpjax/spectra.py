@@ -114,14 +114,19 @@ def _oriented(w: Any) -> np.ndarray | jax.Array:
     return w.T if w.shape[0] > w.shape[1] else w
 
 
+def _stack(stack: list[Any], dtype: np.dtype) -> jax.Array:
+    """One ``(batch, p, n)`` device array; numpy leaves are stacked on the host (one copy)."""
+    if all(isinstance(a, np.ndarray) for a in stack):
+        return jnp.asarray(np.stack(stack).astype(dtype, copy=False))
+    return jnp.stack([jnp.asarray(a).astype(dtype) for a in stack])
+
+
 def _run_batch(stack: list[Any], method: str, dtype: np.dtype) -> np.ndarray:
     fn = _BATCHED[method]
     if dtype == np.float64:
         with jax.enable_x64(True):
-            arr = jnp.stack([jnp.asarray(np.asarray(a, dtype=np.float64)) for a in stack])
-            return np.asarray(fn(arr))
-    arr = jnp.stack([jnp.asarray(a, dtype=jnp.float32) for a in stack])
-    return np.asarray(fn(arr))
+            return np.asarray(fn(_stack(stack, dtype)))
+    return np.asarray(fn(_stack(stack, dtype)))
 
 
 def matrix_singular_values(w: Any, method: str = "gram", dtype: Any = None) -> np.ndarray:

@@ -17,7 +17,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PATH = os.path.join(HERE, "01_mp_law.ipynb")
 
 CELLS = [
-    ("md", """# The Marchenko–Pastur law and bulk-edge fits
+    (
+        "md",
+        """# The Marchenko–Pastur law and bulk-edge fits
 
 A weight matrix `W` (shape `(d_out, d_in)`, `p = min`, `n = max`, `y = p/n`) that is pure iid
 noise has a spectrum that follows the Marchenko–Pastur (MP) law; structure learned by training
@@ -31,9 +33,14 @@ This notebook checks, with asserts:
 3. what BEMA's `alpha` (window trim) and `beta` (Tracy–Widom level) do — in particular that
    `beta` is roughly the probability that pure noise shows a false spike.
 
-`MPJAX_NOTEBOOK_CONFIG=small` selects the CI-sized run."""),
-    ("code", """import os
+`MPJAX_NOTEBOOK_CONFIG=small` selects the CI-sized run.""",
+    ),
+    (
+        "code",
+        """import os
+import warnings
 
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto in a kernel
 import matplotlib
 
 matplotlib.use("Agg")
@@ -58,14 +65,20 @@ def noise_svals(rng, shape, var=1.0):
     return np.sqrt(np.clip(np.linalg.eigvalsh(a @ a.T), 0, None))[::-1]
 
 
-print(MODE, "N =", N, "seeds =", SEEDS)"""),
-    ("md", """## 1. The MP law against Gaussian matrices
+print(MODE, "N =", N, "seeds =", SEEDS)""",
+    ),
+    (
+        "md",
+        """## 1. The MP law against Gaussian matrices
 For `W` with iid `N(0, 1)` entries and `d_out = p <= d_in = n`, the eigenvalues `s^2 / n` follow
 MP with ratio `y` and scale 1: density `sqrt((l+ - x)(x - l-)) / (2 pi y x)` on
 `[(1 - sqrt y)^2, (1 + sqrt y)^2]`. The spectra below come from `mpjax.spectra` (its exact
 SVD path here; the reference check after it uses the default Gram path). We check the Kolmogorov distance between the empirical CDF and the closed-form
-`mp.cdf`."""),
-    ("code", """rng = np.random.default_rng(0)
+`mp.cdf`.""",
+    ),
+    (
+        "code",
+        """rng = np.random.default_rng(0)
 fig, axes = plt.subplots(1, 4, figsize=(14, 3))
 for ax, y in zip(axes, [0.1, 0.25, 0.5, 1.0]):
     p = int(y * N)
@@ -80,18 +93,27 @@ for ax, y in zip(axes, [0.1, 0.25, 0.5, 1.0]):
     assert ks < 2.0 / np.sqrt(p), (y, ks)        # well inside a DKW-type band
     assert abs(ev[-1] - hi) < 0.1 * hi           # largest eigenvalue sits at the edge
 plt.tight_layout()
-plt.show()"""),
-    ("md", """The SPEC reference check: `W ~ N(0, 1/d_in)`, BEMA with `alpha = 0.25, beta = 0.8`.
-The asymptotic edges are `(sqrt(n) + sqrt(p)) / sqrt(d_in)`: 2.0, 3.0 and 1.5."""),
-    ("code", """rng = np.random.default_rng(1)
+plt.show()""",
+    ),
+    (
+        "md",
+        """The SPEC reference check: `W ~ N(0, 1/d_in)`, BEMA with `alpha = 0.25, beta = 0.8`.
+The asymptotic edges are `(sqrt(n) + sqrt(p)) / sqrt(d_in)`: 2.0, 3.0 and 1.5.""",
+    ),
+    (
+        "code",
+        """rng = np.random.default_rng(1)
 for shape, asym in [((768, 768), 2.0), ((3072, 768), 3.0), ((768, 3072), 1.5)]:
     w = (rng.standard_normal(shape) / np.sqrt(shape[1])).astype(np.float32)
     s = spectra.matrix_singular_values(w)
     f = mp.fit(s, shape)
     print(f"{shape}: sigma_plus = {f.edge:.4f} (asymptotic {asym}), largest s = {s[0]:.4f}, "
           f"spikes = {f.n_spikes}, mu_fit = {f.fit_error:.4f}")
-    assert abs(f.edge / asym - 1) < 0.02 and f.fit_error < 0.02"""),
-    ("md", """## 2. Planted spikes: BEMA, Gavish–Donoho, calibrated
+    assert abs(f.edge / asym - 1) < 0.02 and f.fit_error < 0.02""",
+    ),
+    (
+        "md",
+        """## 2. Planted spikes: BEMA, Gavish–Donoho, calibrated
 Square noise `N(0, 1/n)` (edge 2) plus rank-one spikes of strength 8, 6, 5, 4, 3 — all above the
 BBP threshold (1 here), so each produces an outlier near `theta + 1/theta`.
 
@@ -99,8 +121,11 @@ BBP threshold (1 here), so each produces an outlier near `theta + 1/theta`.
   edge with a Tracy–Widom correction at level `beta`.
 * **Gavish–Donoho** thresholds at `omega(y) * median(s)` (`omega(1) = 2.858`), ~15% above the edge.
 * **calibrated** keeps BEMA's `sigma2` and puts the edge at the `1 - false_spike_rate` quantile of
-  the largest noise eigenvalue (Johnstone's TW scaling)."""),
-    ("code", """n = 500
+  the largest noise eigenvalue (Johnstone's TW scaling).""",
+    ),
+    (
+        "code",
+        """n = 500
 rng = np.random.default_rng(2)
 w = rng.standard_normal((n, n)) / np.sqrt(n)
 u, _ = np.linalg.qr(rng.standard_normal((n, 5)))
@@ -121,13 +146,19 @@ plots.esd_panel(ax, s, fits["bema"], bins=60, title="500x500 noise + 5 spikes (B
 for m, c in [("gavish_donoho", "C2"), ("calibrated", "C1")]:
     ax.axvline(fits[m].lambda_plus, color=c, ls=":", label=m)
 ax.legend(fontsize=7)
-plt.show()"""),
-    ("md", """## 3. The effect of `alpha` and `beta`
+plt.show()""",
+    ),
+    (
+        "md",
+        """## 3. The effect of `alpha` and `beta`
 `beta` sets the Tracy–Widom quantile `t = F_TW1^-1(1 - beta)`; the largest noise eigenvalue
 exceeds the edge with probability about `beta`. With the papers' default `beta = 0.8` the edge
 sits *inside* the asymptotic edge and pure noise usually shows one false spike; the calibrated
-mode controls that rate directly. We measure the false-spike rate on pure noise over seeds."""),
-    ("code", """betas = np.array([0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
+mode controls that rate directly. We measure the false-spike rate on pure noise over seeds.""",
+    ),
+    (
+        "code",
+        """betas = np.array([0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 0.95])
 rates = np.array([0.05, 0.1, 0.2, 0.4])
 spikes_bema = np.zeros((SEEDS, betas.size), bool)
 spikes_cal = np.zeros((SEEDS, rates.size), bool)
@@ -147,13 +178,19 @@ print("bema  ", dict(zip(betas.tolist(), spikes_bema.mean(0).round(3).tolist()))
 print("calib ", dict(zip(rates.tolist(), spikes_cal.mean(0).round(3).tolist())))
 assert np.all(np.diff(spikes_bema.mean(0)) >= -band)          # monotone in beta
 assert spikes_bema.mean(0)[betas.tolist().index(0.8)] > 0.5   # the default spikes often
-assert np.all(spikes_cal.mean(0) <= rates + band)             # calibrated keeps its promise"""),
-    ("md", """`alpha` trims the window: small `alpha` uses more eigenvalues (lower variance) but lets
+assert np.all(spikes_cal.mean(0) <= rates + band)             # calibrated keeps its promise""",
+    ),
+    (
+        "md",
+        """`alpha` trims the window: small `alpha` uses more eigenvalues (lower variance) but lets
 spikes into the fit; large `alpha` is robust but noisier. With 10 spikes (2% of `p`) the
 `alpha = 0.005` window (ranks up to 497 of 500) contains spikes and its estimate is pulled far up; the central windows
 are only biased by the rank shift the spikes cause (the bulk has `p - 10` values but the
-window quantiles are taken at `k / p`), a couple of percent."""),
-    ("code", """alphas = [0.005, 0.05, 0.25, 0.4]
+window quantiles are taken at `k / p`), a couple of percent.""",
+    ),
+    (
+        "code",
+        """alphas = [0.005, 0.05, 0.25, 0.4]
 n, k = 500 if SMALL else 1000, 10
 est = {a: [] for a in alphas}
 for seed in range(6 if SMALL else 20):
@@ -174,12 +211,18 @@ fig, ax = plt.subplots(figsize=(5, 3))
 ax.errorbar(alphas, [np.mean(est[a]) for a in alphas], [np.std(est[a]) for a in alphas], fmt="o-")
 ax.axhline(1.0, color="k", ls=":")
 ax.set_xlabel("alpha"); ax.set_ylabel("estimated noise variance x n")
-plt.show()"""),
-    ("md", """Finally the two Tracy–Widom forms: the papers' `(1 + sqrt y)^(4/3)` factor (default) and
+plt.show()""",
+    ),
+    (
+        "md",
+        """Finally the two Tracy–Widom forms: the papers' `(1 + sqrt y)^(4/3)` factor (default) and
 the reference code's `(1 + sqrt y)^4 / 3` (`tw_form="reference-code"`), which for square layers
 moves the edge further inside the bulk at `beta = 0.8` (factor 5.33 vs 2.52) and for `y = 1/4`
-hardly matters (1.69 vs 1.72)."""),
-    ("code", """for shape in [(768, 768), (3072, 768)]:
+hardly matters (1.69 vs 1.72).""",
+    ),
+    (
+        "code",
+        """for shape in [(768, 768), (3072, 768)]:
     s = noise_svals(np.random.default_rng(5), shape, 1.0 / shape[1])
     e = {t: mp.fit(s, shape, tw_form=t).edge for t in ("paper", "reference-code")}
     print(shape, {t: round(v, 4) for t, v in e.items()})
@@ -188,7 +231,8 @@ hardly matters (1.69 vs 1.72)."""),
     else:
         assert abs(e["reference-code"] - e["paper"]) < 1e-3
 print("TW1 quantiles at 0.2, 0.5, 0.95:", np.round(mp.tw_quantile([0.2, 0.5, 0.95]), 4))
-print("mpjax", mpjax.__version__)"""),
+print("mpjax", mpjax.__version__)""",
+    ),
 ]
 
 
@@ -199,8 +243,11 @@ def build() -> nbformat.NotebookNode:
         nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
         for kind, src in CELLS
     ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return nb
 
 
@@ -211,8 +258,9 @@ def main() -> None:
     args = parser.parse_args()
     nb = build()
     if not args.no_execute:
-        NotebookClient(nb, timeout=900, kernel_name="python3",
-                       resources={"metadata": {"path": HERE}}).execute()
+        NotebookClient(
+            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": HERE}}
+        ).execute()
     nbformat.write(nb, PATH)
     print("wrote", PATH)
 

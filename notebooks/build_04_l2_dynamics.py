@@ -38,6 +38,9 @@ epoch: spectra, BEMA fits, bulk energy, `g* N`, top singular values and subspace
         """import dataclasses
 import os
 import tempfile
+import warnings
+
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in a bare kernel
 
 import matplotlib
 

@@ -22,7 +22,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv 
 # The Flax parity check runs on the CPU: keep JAX off the GPU that torch is timing.
 export JAX_PLATFORMS=cpu XLA_PYTHON_CLIENT_PREALLOCATE=false
 # mpjax/__init__ imports JAX; if JAX is missing here, load the torch-only modules directly.
-timeout 290 "$PY" - "$OUT" "${BUDGET_S:-240}" <<'PYEOF'
+rc=0
+timeout 290 "$PY" - "$OUT" "${BUDGET_S:-240}" <<'PYEOF' || rc=$?
 import importlib.util, os, runpy, sys, types
 out, budget = sys.argv[1], sys.argv[2]
 if importlib.util.find_spec("jax") is None:
@@ -35,4 +36,6 @@ sys.argv = ["mpjax bench runtime", "--arch", "vit-b16,vit-l16", "--batch", "64,2
             "--iters", "50", "--warmup", "10", "--budget-s", budget, "--json", out]
 runpy.run_module("mpjax.benchmarks.runtime", run_name="__main__")
 PYEOF
+if [[ $rc -ne 0 ]]; then echo "benchmark ended with exit code $rc; partial results (if any) in $OUT"; fi
 echo "results: $OUT"
+exit $rc

@@ -14,13 +14,16 @@ from mpjax import analysis, mp, plots
 
 def noisy_params(rng):
     """A Linen-style tree: Dense, attention in/out, Conv, plus a bias and a LayerNorm."""
+
     def normal(shape, d_in):
         return (rng.standard_normal(shape) / np.sqrt(d_in)).astype(np.float32)
 
     return {
         "Dense_0": {"kernel": normal((48, 96), 48), "bias": np.zeros(96, np.float32)},
-        "attn": {"query": {"kernel": normal((48, 4, 12), 48)},
-                 "out": {"kernel": normal((4, 12, 48), 48)}},
+        "attn": {
+            "query": {"kernel": normal((48, 4, 12), 48)},
+            "out": {"kernel": normal((4, 12, 48), 48)},
+        },
         "Conv_0": {"kernel": normal((3, 3, 4, 32), 36)},
         "LayerNorm_0": {"scale": np.ones(48, np.float32)},
     }
@@ -29,7 +32,8 @@ def noisy_params(rng):
 def test_rows_cover_every_matrix_with_sane_numbers(rng):
     report = analysis.analyze(noisy_params(rng), progress=False)
     assert sorted(r["path"] for r in report.rows) == sorted(
-        ["Dense_0/kernel", "attn/query/kernel", "attn/out/kernel", "Conv_0/kernel"])
+        ["Dense_0/kernel", "attn/query/kernel", "attn/out/kernel", "Conv_0/kernel"]
+    )
     assert list(report.rows[0]) == list(analysis.COLUMNS)
     shapes = {r["path"]: r["shape"] for r in report.rows}
     assert shapes["Dense_0/kernel"] == [96, 48] and shapes["Conv_0/kernel"] == [32, 36]
@@ -38,8 +42,7 @@ def test_rows_cover_every_matrix_with_sane_numbers(rng):
         p, n = min(d_out, d_in), max(d_out, d_in)
         assert r["status"] == "ok"
         # N(0, 1/d_in) weights: edge (sqrt(n) + sqrt(p)) / sqrt(d_in), within finite-size slack
-        assert r["sigma_plus"] == pytest.approx((np.sqrt(n) + np.sqrt(p)) / np.sqrt(d_in),
-                                                rel=0.08)
+        assert r["sigma_plus"] == pytest.approx((np.sqrt(n) + np.sqrt(p)) / np.sqrt(d_in), rel=0.08)
         assert 0.9 <= r["bulk_fraction"] <= 1.0 and r["n_spikes"] <= 3
         assert r["alpha_hill"] > 1 and 1 <= r["stable_rank"] <= p
         assert report.spectra[r["path"]].shape == (p,)
@@ -75,8 +78,12 @@ def test_degenerate_layers_get_status_and_files_hold_no_nan(rng, tmp_path):
     }
     report = analysis.analyze(params, progress=False)
     status = {r["path"].split("/")[0]: r["status"].split(":")[0] for r in report.rows}
-    assert status == {"tiny": "too_small", "zero": "all_zero", "lowrank": "rank_deficient",
-                      "good": "ok"}
+    assert status == {
+        "tiny": "too_small",
+        "zero": "all_zero",
+        "lowrank": "rank_deficient",
+        "good": "ok",
+    }
     for r in report.rows:
         for key, value in r.items():
             if isinstance(value, float):
@@ -92,8 +99,9 @@ def test_degenerate_layers_get_status_and_files_hold_no_nan(rng, tmp_path):
 
 
 def test_analyze_to_dir_writes_report_and_caps_panels(rng, tmp_path):
-    params = {f"Dense_{i}": {"kernel": rng.standard_normal((48, 48)).astype(np.float32)}
-              for i in range(5)}
+    params = {
+        f"Dense_{i}": {"kernel": rng.standard_normal((48, 48)).astype(np.float32)} for i in range(5)
+    }
     report = analysis.analyze_to_dir(params, tmp_path / "rep", max_panels=3, progress=False)
     for name in ("analysis.csv", "analysis.json", "esd_grid.png", "edges.png"):
         path = tmp_path / "rep" / name
@@ -108,8 +116,9 @@ def test_main_analyze_uses_load_source(rng, tmp_path, monkeypatch, capsys):
     fake.load_source = lambda source: (params, {"source": source})
     monkeypatch.setitem(sys.modules, "mpjax.models.convert", fake)
     out = tmp_path / "out"
-    rc = analysis.main_analyze(["fake-src", "--out", str(out), "--method", "calibrated",
-                                "--exclude", "Conv*"])
+    rc = analysis.main_analyze(
+        ["fake-src", "--out", str(out), "--method", "calibrated", "--exclude", "Conv*"]
+    )
     assert rc == 0
     printed = capsys.readouterr().out
     assert str(out) in printed and "3 layers" in printed

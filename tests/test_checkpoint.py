@@ -60,6 +60,24 @@ def test_params_round_trip_with_none_masks(tmp_path, rng):
     assert _tree_equal(got_p, params) and got_m is None
 
 
+def test_failed_save_keeps_previous_checkpoint(tmp_path, rng, monkeypatch):
+    params = _params(rng)
+    checkpoint.save_params(tmp_path / "m", params, meta={"v": 1})
+    real_save = checkpoint.ocp.Checkpointer.save
+
+    def crash_after_writing(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.ocp.Checkpointer, "save", crash_after_writing)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save_params(tmp_path / "m", jax.tree.map(lambda x: x + 1, params), meta={"v": 2})
+    monkeypatch.undo()
+    got, _, meta = checkpoint.restore_params(tmp_path / "m")
+    assert meta == {"v": 1} and _tree_equal(got, params)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no debris left
+
+
 def test_shape_mismatch_names_parameter(tmp_path, rng):
     params = _params(rng)
     checkpoint.save_params(tmp_path / "m", params)

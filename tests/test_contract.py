@@ -116,7 +116,7 @@ def check_sparsity(method, pattern, sparsity, extra, params, m, out):
 
 # bfloat16 on a subset that covers every code path with a dtype-sensitive step (kept small
 # for CI time: each case compiles its transformation twice).
-BF16 = {0, 2, 5, 7, 9}
+BF16 = {0, 5, 7, 9}
 PARAMS = [(c, jnp.float32) for c in CASES] + [(CASES[i], jnp.bfloat16) for i in sorted(BF16)]
 
 

@@ -75,6 +75,20 @@ def test_tome_schedule_clips_and_matches_models_tome():
         assert list(macs.tome_schedule(tokens, 6, r)) == tome.token_schedule(tokens, 6, r)[:6]
 
 
+def test_per_block_r_matches_models_tome_and_uniform_r():
+    assert macs.tome_schedule(197, 3, (0, 16, 8)) == (197, 197, 181)
+    assert (
+        macs.vit_macs("vit-b16", tome_r=(8,) * 12).total == macs.vit_macs("vit-b16", tome_r=8).total
+    )
+    tome = pytest.importorskip("mpjax.models.tome")
+    rs = (0, 5, 30, 2)
+    assert list(macs.tome_schedule(50, 4, rs)) == tome.token_schedule(50, 4, rs)[:4]
+    with pytest.raises(ValueError, match="one per block"):
+        macs.vit_macs("vit-b16", tome_r=(8, 8))
+    with pytest.raises(ValueError, match="tome_r"):
+        macs.tome_schedule(197, 2, -1)
+
+
 def test_vit_dims_from_models_config():
     vit = pytest.importorskip("mpjax.models.vit")
     assert macs.vit_dims(vit.config_for("l16")) == macs.PRESETS["vit-l16"]

@@ -29,6 +29,19 @@ def test_topk_exact_count_with_ties(s):
         assert np.array_equal(removed, np.arange(removed.size))
 
 
+def test_remove_lowest_matches_stable_sort_oracle(rng):
+    f = jax.jit(masks.remove_lowest)
+    values = np.array([-np.inf, -2.0, -1.0, -0.0, 0.0, 0.5, 1.0, 3.0, np.inf], np.float32)
+    size = 48  # one shape, so one compilation; the count is a traced argument
+    for trial in range(40):
+        x = (rng.choice(values, size) if trial % 2 else rng.normal(size=size)).astype(np.float32)
+        count = int(rng.integers(0, size + 1))
+        order = np.argsort(x + np.float32(0), kind="stable")  # +0 maps -0.0 to 0.0
+        expect = np.ones(size, bool)
+        expect[order[:count]] = False
+        np.testing.assert_array_equal(np.asarray(f(jnp.asarray(x), count)), expect)
+
+
 def test_global_vs_layer_scope(rng):
     p = dense_tree(rng)
     p["Dense_0"]["kernel"] = p["Dense_0"]["kernel"] * 10  # much larger layer

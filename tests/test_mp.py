@@ -60,7 +60,8 @@ def test_gavish_donoho_constants():
     assert mp.gavish_donoho_omega(1.0, exact=False) == pytest.approx(2.86, abs=1e-9)
     for y in (0.1, 0.5, 0.9):  # the cubic is a good approximation of the exact form
         assert mp.gavish_donoho_omega(y, exact=False) == pytest.approx(
-            mp.gavish_donoho_omega(y), abs=0.02)
+            mp.gavish_donoho_omega(y), abs=0.02
+        )
 
 
 # ------------------------------------------------------------------------- fits
@@ -82,8 +83,7 @@ def test_bema_recovers_noise_variance_over_seeds(shape):
     assert abs(est.mean() - 1) < 0.025, est.mean()
 
 
-@pytest.mark.parametrize("shape,edge", [((768, 768), 2.0), ((3072, 768), 3.0),
-                                        ((768, 3072), 1.5)])
+@pytest.mark.parametrize("shape,edge", [((768, 768), 2.0), ((3072, 768), 3.0), ((768, 3072), 1.5)])
 def test_spec_reference_edges(shape, edge):
     s, _ = noise_spectrum(np.random.default_rng(0), shape, 1.0 / shape[1])
     f = mp.fit(s, shape, alpha=0.25, beta=0.8)
@@ -96,7 +96,7 @@ def test_tw_forms_differ_as_documented():
     s, _ = noise_spectrum(np.random.default_rng(0), (300, 300))
     paper = mp.fit(s, (300, 300), tw_form="paper")
     code = mp.fit(s, (300, 300), tw_form="reference-code")
-    y, n, t = 1.0, 300, float(mp.tw_quantile(0.2))
+    n, t = 300, float(mp.tw_quantile(0.2))  # y = 1
     want = (4 + t * n ** (-2 / 3) * 2**4 / 3) / (4 + t * n ** (-2 / 3) * 2 ** (4 / 3))
     assert code.lambda_plus / paper.lambda_plus == pytest.approx(want, rel=1e-9)
     assert code.sigma2 == paper.sigma2 and code.edge < paper.edge  # t < 0 at beta = 0.8
@@ -146,9 +146,12 @@ def test_calibrated_false_spike_rate_is_bounded():
 
 @pytest.mark.parametrize(
     "s,shape,status",
-    [(np.ones(5), (5, 9), "too_small"), (np.zeros(40), (40, 40), "all_zero"),
-     (np.r_[np.linspace(3, 1, 10), np.zeros(30)], (40, 60), "rank_deficient"),
-     (np.r_[np.nan, np.ones(39)], (40, 40), "nonfinite")],
+    [
+        (np.ones(5), (5, 9), "too_small"),
+        (np.zeros(40), (40, 40), "all_zero"),
+        (np.r_[np.linspace(3, 1, 10), np.zeros(30)], (40, 60), "rank_deficient"),
+        (np.r_[np.nan, np.ones(39)], (40, 40), "nonfinite"),
+    ],
 )
 def test_degenerate_spectra_give_status_not_nan(s, shape, status):
     f = mp.fit(s, shape)
@@ -167,6 +170,10 @@ def test_fit_validates_options():
         mp.fit(s, (10, 20), alpha=0.5)
     with pytest.raises(ValueError, match="tw_form"):
         mp.fit(s, (10, 20), tw_form="code")
+    with pytest.raises(ValueError, match="noise_sigma"):
+        mp.fit(np.linspace(1, 2, 10), (10, 20), method="gavish_donoho", noise_sigma=-1.0)
+    with pytest.raises(ValueError, match="false_spike_rate"):
+        mp.check_options(method="calibrated", false_spike_rate=1.0)
 
 
 def test_hill_alpha_and_stable_rank():

@@ -30,18 +30,23 @@ def test_known_spectrum_recovered(rng, method, dtype, shape):
     if method == "svd":  # backward stable: absolute error ~ eps * s_1
         np.testing.assert_allclose(got, ref, rtol=0, atol=50 * eps * ref[0])
     else:  # Gram squares: error on s^2 ~ eps * s_1^2
-        np.testing.assert_allclose(got.astype(np.float64) ** 2, ref**2, rtol=0,
-                                   atol=50 * eps * ref[0] ** 2)
+        np.testing.assert_allclose(
+            got.astype(np.float64) ** 2, ref**2, rtol=0, atol=50 * eps * ref[0] ** 2
+        )
     # and the planted values themselves, to the precision the input carries
     np.testing.assert_allclose(ref, s, rtol=0, atol=20 * eps * s[0])
 
 
 def params_tree(rng):
     return {
-        "Dense_0": {"kernel": rng.standard_normal((20, 12)).astype(np.float32),
-                    "bias": np.zeros(12, np.float32)},
-        "attn": {"query": {"kernel": rng.standard_normal((12, 2, 4)).astype(np.float32)},
-                 "out": {"kernel": rng.standard_normal((2, 4, 12)).astype(np.float32)}},
+        "Dense_0": {
+            "kernel": rng.standard_normal((20, 12)).astype(np.float32),
+            "bias": np.zeros(12, np.float32),
+        },
+        "attn": {
+            "query": {"kernel": rng.standard_normal((12, 2, 4)).astype(np.float32)},
+            "out": {"kernel": rng.standard_normal((2, 4, 12)).astype(np.float32)},
+        },
         "Conv_0": {"kernel": rng.standard_normal((3, 3, 2, 8)).astype(np.float32)},
         "Dense_1": {"kernel": rng.standard_normal((12, 20)).astype(np.float32)},
     }
@@ -94,10 +99,12 @@ def test_no_recompile_on_second_call(rng):
 def test_same_shape_layers_batched_once(rng, monkeypatch):
     calls = []
     real = spectra._run_batch
-    monkeypatch.setattr(spectra, "_run_batch",
-                        lambda stack, m, d: calls.append(len(stack)) or real(stack, m, d))
-    params = {f"b{i}": {"kernel": rng.standard_normal((8, 12)).astype(np.float32)}
-              for i in range(5)}
+    monkeypatch.setattr(
+        spectra, "_run_batch", lambda stack, m, d: calls.append(len(stack)) or real(stack, m, d)
+    )
+    params = {
+        f"b{i}": {"kernel": rng.standard_normal((8, 12)).astype(np.float32)} for i in range(5)
+    }
     params["t"] = {"kernel": rng.standard_normal((12, 8)).astype(np.float32)}  # transposed
     spectra.singular_values(params)
     assert calls == [6]

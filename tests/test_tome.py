@@ -64,7 +64,7 @@ def test_r0_equals_plain_exactly(key):
     np.testing.assert_array_equal(k0, k1)
 
 
-@pytest.mark.parametrize("r", [1, 3, 8, (2, 0, 5)])
+@pytest.mark.parametrize("r", [3, 100, (2, 0, 5)])
 def test_r_positive_token_counts(key, r):
     p = vit.init_params(CFG, key)
     x = jax.random.normal(key, (2, 16, 16, 3))
@@ -84,8 +84,8 @@ def test_r_positive_token_counts(key, r):
 def test_tome_jits_with_static_r(key):
     p = vit.init_params(CFG, key)
     x = jax.random.normal(key, (2, 16, 16, 3))
-    model = vit.ViT(CFG)
-    f = jax.jit(model.apply, static_argnames="tome_r")
-    eager = model.apply({"params": p}, x, tome_r=4)
-    np.testing.assert_allclose(f({"params": p}, x, tome_r=4), eager, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(eager, model.apply({"params": p}, x), atol=1e-7)
+    f = jax.jit(vit.ViT(CFG).apply, static_argnames="tome_r")
+    merged = f({"params": p}, x, tome_r=4)
+    captured, _ = vit.layer_inputs(CFG, p, x, tome_r=4)  # another program, same function
+    np.testing.assert_allclose(merged, captured, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(merged, f({"params": p}, x, tome_r=0), atol=1e-7)

@@ -67,7 +67,7 @@ def nm(params, k=2, n=4):
     return masks_mod.nm_masks(params, k, n, views=tree.select(params, include=BLOCKS))
 
 
-@pytest.mark.parametrize("tome_r", [0, 3])
+@pytest.mark.parametrize("tome_r", [0, 3, (5, 1)])
 def test_parity_with_flax(params, cfg, images, flax_logits, tmp_path, tome_r):
     masks = nm(params)
     export.export_vit(params, cfg, tmp_path, masks=masks, tome_r=tome_r)
@@ -143,6 +143,7 @@ def test_good_export_loads(good_export):
     [
         (lambda m: m.update(schema_version=99), "schema_version 99"),
         (lambda m: m.update(schema="other"), "schema 'other'"),
+        (lambda m: m.update(tome_r=[1, 2, 3]), "tome_r.*one per block"),
         (lambda m: m.pop("layers"), "'layers' missing"),
         (lambda m: m["model"]["config"].update(hidden=32), "shape"),
         (lambda m: m["model"]["config"].pop("mlp"), "missing integer fields"),
@@ -152,6 +153,7 @@ def test_good_export_loads(good_export):
             r"blocks\.0\.attn\.qkv: marked sparse but pattern='8:16'",
         ),
         (lambda m: m["layers"][1].update(pattern="6:12"), "not divisible by n=12"),
+        (lambda m: m["files"]["weights"].update(path="../model.safetensors"), "inside the export"),
     ],
 )
 def test_tampered_manifest_is_refused(good_export, edit, match):

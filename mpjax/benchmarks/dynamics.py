@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     bare, rec = rows
     # overhead measured inside the recording run (same process, same epochs) ...
     ratio_in_run = rec["record_s_per_epoch"] / rec["train_s_per_epoch"]
-    # ... and as the difference of the two runs' totals
-    ratio_total = (rec["total_s"] - bare["total_s"]) / bare["total_s"]
+    # ... and across the two runs on steady epochs (the jitted epoch is shared, so only the
+    # first run compiles; totals would charge the compile to it)
+    with_rec = rec["train_s_per_epoch"] + rec["record_s_per_epoch"]
+    ratio_runs = with_rec / bare["train_s_per_epoch"] - 1.0
     print(
         f"config {config.name}: widths {list(config.widths)}, members {len(config.members)}, "
         f"n_train {len(data.y_train)}, batch {config.batch_size}"
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['record_s_per_epoch']:>12.3f} {r['train_s_epoch1']:>9.2f} {r['total_s']:>8.1f}"
         )
     print(f"recording / training time per epoch (recording run): {ratio_in_run:.3f}")
-    print(f"(total with - total without) / total without: {ratio_total:.3f}")
+    print(f"(train + record, with) / (train, without) - 1, steady epochs: {ratio_runs:.3f}")
     ok = ratio_in_run <= args.max
     print(f"target <= {args.max:.2f}: {'PASS' if ok else 'FAIL'}")
     if args.json:
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "rows": rows,
                 "ratio_in_run": ratio_in_run,
-                "ratio_total": ratio_total,
+                "ratio_runs": ratio_runs,
                 "config": config.name,
             },
         )

@@ -20,10 +20,8 @@ the results readers (:func:`load_results`) work without it.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -63,37 +61,6 @@ def mac_summary(arch: str, tome: int) -> dict[str, float]:
     }
 
 
-def versions() -> dict[str, str | None]:
-    """Library versions (torch, CUDA, cuSPARSELt, numpy, jax, mpjax, python)."""
-    import numpy
-    import torch
-
-    try:
-        from mpjax import __version__
-    except ImportError:  # run through scripts/gpu_runtime.sh's shim on a machine without JAX
-        __version__ = None
-    out: dict[str, str | None] = {
-        "mpjax": __version__,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-        "cusparselt": None,
-    }
-    try:
-        v = torch.backends.cusparselt.version()
-        out["cusparselt"] = None if v is None else str(v)
-    except (AttributeError, RuntimeError):
-        pass
-    try:
-        import jax
-
-        out["jax"] = jax.__version__
-    except ImportError:
-        out["jax"] = None
-    return out
-
-
 def _parity(skip: bool) -> dict[str, Any]:
     if skip:
         return {"skipped": "--no-parity"}
@@ -123,15 +90,13 @@ def _time_arch_dtype(args, arch: str, dtype_name: str, t0: float) -> tuple[list,
     A kernel error is recorded in its row (``error``) instead of ending the run; rows past
     the time budget are recorded as skipped.
     """
-    import torch
-
     from mpjax.torch_runtime import bench
 
     grid = [(b, t, m) for b in args.batch for t in args.tome for m in args.modes]
     if time.monotonic() - t0 > args.budget_s:
         skipped = [_base_row(args, arch, b, dtype_name, t, m) for b, t, m in grid]
         return [dict(r, skipped="time budget exhausted") for r in skipped], [], {}
-    dtype = getattr(torch, DTYPES[dtype_name])
+    dtype = bench.torch_dtype(DTYPES[dtype_name])
     dims = macs.vit_dims(arch)
     shapes = bench.block_shapes(dims, min(args.batch))
     try:
@@ -152,9 +117,7 @@ def _time_arch_dtype(args, arch: str, dtype_name: str, t0: float) -> tuple[list,
         if time.monotonic() - t0 > args.budget_s:
             rows.append(dict(row, skipped="time budget exhausted"))
             continue
-        x = torch.randn(
-            batch, dims.channels, dims.image_size, dims.image_size, device=args.device, dtype=dtype
-        )
+        x = bench.random_images(dims, batch, dtype, args.device)
         try:
             row.update(
                 bench.bench_pair(dense, sparse, x, tome, mode == "graph", args.warmup, args.iters)
@@ -164,9 +127,7 @@ def _time_arch_dtype(args, arch: str, dtype_name: str, t0: float) -> tuple[list,
         rows.append(row)
         print(_fmt(row), flush=True)
     del dense, sparse
-    gc.collect()
-    if args.device == "cuda":
-        torch.cuda.empty_cache()
+    bench.free_memory(args.device)
     return rows, [dict(r, arch=arch, dtype=dtype_name) for r in gemm], {"fused_transpose": fused}
 
 
@@ -232,19 +193,20 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if bad:
         raise ValueError(f"--dtype/--modes: unknown {bad}; use fp16,bf16 and eager,graph.")
-    import torch
+    from mpjax.torch_runtime import bench
 
     t0 = time.monotonic()
-    cuda = torch.cuda.is_available() and args.device == "cuda"
+    gpu = bench.cuda_device_name() if args.device == "cuda" else None
+    cuda = gpu is not None
     if args.device == "cpu":  # plumbing test with emulated kernels; never a measurement
         device = "cpu (emulated kernels: plumbing test, not a measurement)"
     else:
-        device = torch.cuda.get_device_name(0) if cuda else "cpu (no CUDA)"
+        device = gpu or "cpu (no CUDA)"
     if args.iters < 50:
         print(f"note: --iters {args.iters} is below the protocol's 50 timed calls")
     result: dict[str, Any] = {
         "device": device,
-        "versions": versions(),
+        "versions": bench.versions(),
         "args": {k: v for k, v in vars(args).items() if k != "json"},
         "created_unix": time.time(),
         "parity": _parity(args.no_parity),

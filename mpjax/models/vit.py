@@ -32,6 +32,7 @@ columns match the :mod:`mpjax.tree` matrix view (the patch input is the image cu
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -110,7 +111,9 @@ _PRESETS = {
     "s16": dict(patch_size=16, hidden_size=384, num_layers=12, num_heads=6, mlp_dim=1536),
     "b16": dict(patch_size=16, hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072),
     "l16": dict(patch_size=16, hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096),
-    # Small ViT for 28x28x1 Fashion-MNIST: 7x7 patches -> 16 tokens + class token.
+    # Small ViT for 28x28x1 Fashion-MNIST: 7x7 patches -> 16 tokens + class token, 0.2M
+    # params. Measured: 88.0% test accuracy after 5 epochs on 2 CPU cores (AdamW lr 2e-3
+    # warmup-cosine, weight decay 0.05, batch 128, standardised inputs, no augmentation).
     "fmnist": dict(
         patch_size=7, hidden_size=64, num_layers=4, num_heads=4, mlp_dim=128,
         image_size=28, channels=1, num_classes=10,
@@ -286,7 +289,8 @@ class ViT(nn.Module):
 
     ``__call__(images, tome_r=0, capture_inputs=False)``: ``images`` ``[B, S, S, C]`` (or
     ``[B, S, S]`` when ``C = 1``), float. Returns logits ``[B, num_classes]``.
-    ``tome_r`` is an int or one int per block (static: jit with ``static_argnames``).
+    ``tome_r`` is an int or a tuple with one int per block (static: jit with
+    ``static_argnames="tome_r"``).
     """
 
     config: ViTConfig
@@ -322,8 +326,13 @@ class ViT(nn.Module):
 
 
 def init_params(config: ViTConfig, key: jax.Array) -> dict:
-    """Linen ``params`` of ``ViT(config)`` (a full Flax init; see
+    """Linen ``params`` of ``ViT(config)`` (a jitted Flax init; see
     :func:`mpjax.models.convert.random_init` for a fast numpy init of big models)."""
+    return _init_params(config, key)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _init_params(config: ViTConfig, key: jax.Array) -> dict:
     shape = (1, config.image_size, config.image_size, config.channels)
     return ViT(config).init(key, jnp.zeros(shape, jnp.float32))["params"]
 
@@ -340,12 +349,18 @@ def token_counts(config: ViTConfig, tome_r: int | Sequence[int] = 0) -> list[int
 
 def layer_inputs(
     config: ViTConfig, params: dict, images: jax.Array, tome_r: int | Sequence[int] = 0
-) -> tuple[jax.Array, dict[str, np.ndarray]]:
-    """Logits and every layer's input as ``{kernel_path: [rows, d_in]}``.
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Logits and every layer's input as ``{kernel_path: [rows, d_in]}`` (jitted).
 
     ``rows`` = batch x tokens of that layer (batch only for ``head``); the columns follow
     the :mod:`mpjax.tree` matrix view, so ``inputs @ W.T`` (plus bias) is the layer output.
     """
+    r = tome_r if isinstance(tome_r, int) else tuple(int(v) for v in tome_r)
+    return _layer_inputs(config, params, images, r)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _layer_inputs(config, params, images, tome_r):
     logits, state = ViT(config).apply(
         {"params": params}, images, tome_r=tome_r, capture_inputs=True, mutable=["intermediates"]
     )

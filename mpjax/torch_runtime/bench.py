@@ -13,6 +13,8 @@ to test the plumbing, never reported as GPU numbers).
 from __future__ import annotations
 
 import copy
+import gc
+import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -124,7 +126,8 @@ def bench_pair(
 
     Returns:
       ``dense_ms``, ``sparse_ms``, ``dense_img_s``, ``sparse_img_s``, ``speedup`` and the
-      sparse-vs-dense logit difference ``max_abs_diff`` / ``max_abs_logit``.
+      sparse-vs-dense logit difference ``sparse_vs_dense_max_abs_diff`` (same masked
+      weights, so only kernel rounding) next to the logit scale ``max_abs_logit``.
     """
     out = {}
     for label, model in (("dense", dense), ("sparse", sparse)):
@@ -135,7 +138,9 @@ def bench_pair(
         out[f"{label}_p10_ms"], out[f"{label}_p90_ms"] = t["p10_ms"], t["p90_ms"]
         out[f"{label}_img_s"] = x.shape[0] / (t["median_ms"] / 1e3)
         out[f"{label}_logits"] = fn().float().clone()
-    diff = (out.pop("dense_logits") - out.pop("sparse_logits")).abs().max()
+    ref = out.pop("dense_logits")
+    diff = (ref - out.pop("sparse_logits")).abs().max()
+    out["max_abs_logit"] = float(ref.abs().max())
     out["speedup"] = out["sparse_img_s"] / out["dense_img_s"]
     out["sparse_vs_dense_max_abs_diff"] = float(diff)
     out["iters"], out["timer"] = iters, t["timer"]
@@ -196,6 +201,58 @@ def block_shapes(dims: macs.ViTDims, batch: int) -> list[tuple[str, int, int, in
     """The four block GEMMs of block 0 at ``batch`` images (no ToMe)."""
     m, d, h = batch * dims.tokens, dims.hidden, dims.mlp
     return [("qkv", m, d, 3 * d), ("proj", m, d, d), ("fc1", m, d, h), ("fc2", m, h, d)]
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """``"float16"`` -> ``torch.float16`` (and so on)."""
+    return getattr(torch, name)
+
+
+def random_images(dims: macs.ViTDims, batch: int, dtype: torch.dtype, device: str):
+    """``batch`` random NCHW images of the model's size."""
+    shape = (batch, dims.channels, dims.image_size, dims.image_size)
+    return torch.randn(shape, device=device, dtype=dtype)
+
+
+def free_memory(device: str) -> None:
+    """Release cached memory between models."""
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+def cuda_device_name() -> str | None:
+    """Name of CUDA device 0, or ``None`` without CUDA."""
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def versions() -> dict[str, str | None]:
+    """Library versions (torch, CUDA, cuSPARSELt, numpy, jax, mpjax, python)."""
+    try:
+        from mpjax import __version__
+    except ImportError:  # run through scripts/gpu_runtime.sh's shim on a machine without JAX
+        __version__ = None
+    out: dict[str, str | None] = {
+        "mpjax": __version__,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "cusparselt": None,
+        "jax": None,
+    }
+    try:
+        v = torch.backends.cusparselt.version()
+        out["cusparselt"] = None if v is None else str(v)
+    except (AttributeError, RuntimeError):
+        pass
+    try:
+        import jax
+
+        out["jax"] = jax.__version__
+    except ImportError:
+        pass
+    return out
 
 
 def flax_parity(

@@ -44,7 +44,7 @@ _REQUIRED = {
     "schema_version": int,
     "model": dict,
     "dtype": str,
-    "tome_r": int,
+    "tome_r": (int, list),
     "files": dict,
     "layers": list,
 }
@@ -65,7 +65,7 @@ def read_manifest(directory: str | Path, verify_hashes: bool = True) -> dict[str
         raise ManifestError(f"{path}: not valid JSON ({err}); re-export.") from None
     for key, typ in _REQUIRED.items():
         if not isinstance(man.get(key), typ):
-            raise ManifestError(f"{path}: field {key!r} missing or not {typ.__name__}; re-export.")
+            raise ManifestError(f"{path}: field {key!r} missing or not {typ}; re-export.")
     if man["schema"] != export.SCHEMA:
         raise ManifestError(f"{path}: schema {man['schema']!r}, expected {export.SCHEMA!r}.")
     if man["schema_version"] != export.SCHEMA_VERSION:
@@ -76,6 +76,8 @@ def read_manifest(directory: str | Path, verify_hashes: bool = True) -> dict[str
     if "weights" not in man["files"]:
         raise ManifestError(f"{path}: files.weights missing; re-export.")
     for label, info in man["files"].items():
+        if not isinstance(info, dict) or Path(str(info.get("path"))).name != info.get("path"):
+            raise ManifestError(f"{path}: files.{label} must name a file inside the export.")
         file = Path(directory) / info["path"]
         if not file.exists():
             raise ManifestError(f"{file}: listed in the manifest ({label}) but missing.")
@@ -154,6 +156,10 @@ def load_export(directory: str | Path, verify_hashes: bool = True) -> Export:
 
     man = read_manifest(directory, verify_hashes)
     dims = _dims(man)
+    try:
+        macs.per_block_r(man["tome_r"], dims.layers)
+    except (ValueError, TypeError) as err:
+        raise ManifestError(f"manifest tome_r: {err}") from None
     sd = load_file(str(Path(directory) / man["files"]["weights"]["path"]))
     masks = {}
     if "masks" in man["files"]:
@@ -179,7 +185,7 @@ def build_model(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
     backend: str = "dense",
-    tome_r: int | None = None,
+    tome_r: int | list[int] | None = None,
     **sparse_kwargs,
 ) -> TorchViT:
     """A :class:`TorchViT` in eval mode holding an export's weights.

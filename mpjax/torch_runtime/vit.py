@@ -24,12 +24,13 @@ Block ``l`` merges ``min(r, (N_l - 1) // 2)`` tokens, so shapes are static per `
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpjax.macs import ViTDims
+from mpjax.macs import ViTDims, per_block_r
 
 
 class Attention(nn.Module):
@@ -134,17 +135,22 @@ class TorchViT(nn.Module):
       ln_eps: LayerNorm epsilon (Flax and timm ViTs use 1e-6).
       gelu_approximate: ``"none"`` (exact erf, as :mod:`mpjax.models.vit` and timm) or
         ``"tanh"``.
-      tome_r: ToMe merges per block (0 = off); may be changed later via ``self.tome_r``.
+      tome_r: ToMe merges per block (0 = off), an int or one int per block; may be changed
+        later via ``self.tome_r``.
     """
 
     def __init__(
-        self, dims: ViTDims, ln_eps: float = 1e-6, gelu_approximate: str = "none", tome_r: int = 0
+        self,
+        dims: ViTDims,
+        ln_eps: float = 1e-6,
+        gelu_approximate: str = "none",
+        tome_r: int | Sequence[int] = 0,
     ):
         super().__init__()
         if gelu_approximate not in ("tanh", "none"):
             raise ValueError(f"gelu_approximate: {gelu_approximate!r}; use 'tanh' or 'none'.")
         self.dims = dims
-        self.tome_r = int(tome_r)
+        self.tome_r = tome_r
         self.patch_embed = nn.Module()
         self.patch_embed.proj = nn.Conv2d(
             dims.channels, dims.hidden, dims.patch_size, stride=dims.patch_size
@@ -161,9 +167,10 @@ class TorchViT(nn.Module):
         """``images`` (B, C, H, W) -> logits (B, classes), class-token pooled."""
         x = self.patch_embed.proj(images).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        size = x.new_ones(x.shape[0], x.shape[1], 1) if self.tome_r > 0 else None
-        for block in self.blocks:
-            x, size = block(x, size, self.tome_r)
+        rs = per_block_r(self.tome_r, len(self.blocks))
+        size = x.new_ones(x.shape[0], x.shape[1], 1) if any(rs) else None
+        for block, r in zip(self.blocks, rs, strict=True):
+            x, size = block(x, size, r)
         return self.head(self.norm(x[:, 0]))
 
 
@@ -171,8 +178,6 @@ def linear_names(model: TorchViT, types: tuple[str, ...] = ("qkv", "proj", "fc1"
     """timm names of the block Linears of the given types, e.g. ``blocks.0.attn.qkv``."""
     return [
         name
-        for name, mod in model.named_modules()
-        if name.startswith("blocks.")
-        and name.rsplit(".", 1)[-1] in types
-        and isinstance(mod, nn.Module)
+        for name, _ in model.named_modules()
+        if name.startswith("blocks.") and name.rsplit(".", 1)[-1] in types
     ]
