@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -216,7 +217,7 @@ def run(job: PruneJob) -> dict[str, Any]:
                 seed=job.seed, log_every=max(1, job.distill_steps // 10), progress=job.progress,
             )  # fmt: skip
             final, summary = distill.distill(
-                pruned, params, masks, apply_fn, sets["train"], config, out / "distill",
+                pruned, params, masks, apply_fn, sets["train"], config, _distill_dir(out, job),
                 teacher_apply_fn=dense_fn,
             )  # fmt: skip
             result["acc_distilled"] = distill.evaluate(final, apply_fn, *test)
@@ -228,6 +229,16 @@ def run(job: PruneJob) -> dict[str, Any]:
     checkpoint.save_params(out / "checkpoint", final, masks, meta)
     _write_report(out, result, report, fits)
     return result
+
+
+def _distill_dir(out: Path, job: PruneJob) -> Path:
+    """``out/distill``: resumed when the same job reruns, started afresh for another job."""
+    workdir, stamp = out / "distill", out / "distill.job.json"
+    text = json.dumps(dataclasses.asdict(job), sort_keys=True)
+    if workdir.exists() and (not stamp.exists() or stamp.read_text() != text):
+        shutil.rmtree(workdir)
+    stamp.write_text(text)
+    return workdir
 
 
 def _layer_inputs(model: Model, params, calib, tome_r: int) -> dict[str, np.ndarray]:
@@ -279,9 +290,11 @@ def _plot_report(layers: list[dict], result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [3, 1, 1]})
-    names = [r["path"].replace("Transformer/", "").replace("/kernel", "") for r in layers]
+    names = [r["path"].replace("Transformer/encoderblock_", "b").replace("/kernel", "")
+             .replace("MultiHeadDotProductAttention_0", "attn").replace("MlpBlock_0", "mlp")
+             for r in layers]
     axes[0].bar(range(len(layers)), [r["sparsity"] for r in layers], color="tab:blue")
-    axes[0].set_xticks(range(len(layers)), names, rotation=90, fontsize=6)
+    axes[0].set_xticks(range(len(layers)), names, rotation=90, fontsize=7)
     axes[0].set_ylabel("sparsity")
     axes[0].set_title(f"{result['method']} {result['pattern']}: sparsity per layer")
     stages = [k for k in ("acc_dense", "acc_dense_tome", "acc_pruned", "acc_distilled")

@@ -8,7 +8,10 @@ written as ``DIR/params`` (orbax, :func:`mpjax.checkpoint.restore_params`),
 and ``DIR/result.json`` (test accuracy, training time, config, command).
 
 The package ships one such model, ``mpjax/assets/fmnist_vit.npz`` + ``fmnist_vit.json``,
-loaded by :func:`load_shipped_model`.
+loaded by :func:`load_shipped_model`: ``vit.config_for("fmnist")`` (7x7 patches, width 64,
+4 blocks, 139k parameters) trained by ``mpjax train --recipe fmnist-vit`` (20 epochs, seed 0),
+test accuracy 88.74% on the 10k Fashion-MNIST test images; it took 11.5 CPU-minutes
+(23.6 min wall on 2 cores shared with other jobs). Evaluating the test set takes ~3 s.
 """
 
 from __future__ import annotations
@@ -60,8 +63,8 @@ RECIPES: dict[str, Recipe] = {
 
 
 #: Short distillation settings for a pruned model of each recipe (the demo's fine-tuning).
-#: On the shipped ViT at 70% per-layer magnitude sparsity, 200 steps took test accuracy
-#: from 56.1% (pruned, no training) back to 86.0% (dense 87.5%), ~110 s on 2 busy cores.
+#: Shipped ViT (dense 88.74%), per-layer magnitude masks, 200 steps (~40 s on 2 busy cores):
+#: 50% sparsity 83.44% -> 88.74%; 70% sparsity 31.78% -> 87.09% (test accuracy).
 DISTILL_CONFIGS: dict[str, distill.Config] = {
     "fmnist-vit": distill.Config(
         learning_rate=5e-4, weight_decay=0.01, warmup_steps=30, num_steps=200, batch_size=128,

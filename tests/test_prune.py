@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mpjax import cast, masks, mp, prune, ser
+from mpjax import cast, masks, mp, prune, ser, tree
 
 
 def spiked(rng, n=160, m=120, thetas=(8.0, 6.0, 5.0)):
@@ -174,3 +174,25 @@ def test_prune_dispatcher_errors_and_report(rng):
     _, m, rep = prune.prune(params, "seb", sparsity=0.5)  # signals from mp.fit
     assert set(rep["layer_weights"]) == {"Dense_0/kernel", "Dense_1/kernel"}
     assert rep["summary"]["sparsity"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="budget= is used by method='magnitude' only"):
+        prune.prune(params, "seb", sparsity=0.5, budget={})
+
+
+def test_prune_ser_seb_and_cast_from_covariances(rng):
+    params = {f"Dense_{i}": {"kernel": jnp.asarray(rng.normal(size=(16, 16)), jnp.float32)}
+              for i in range(2)}
+    x = jnp.asarray(rng.normal(size=(32, 16)), jnp.float32)
+
+    def grad_fn(p):
+        f = lambda q: jnp.sum((x @ q["Dense_0"]["kernel"] @ q["Dense_1"]["kernel"]) ** 2)  # noqa: E731
+        return jax.grad(f)(p)
+
+    _, m, rep = prune.prune(params, "hybrid", sparsity=0.4, grad_fn=grad_fn, seb=True,
+                            ser_kwargs=dict(steps=1, lr=1e-3))
+    assert rep["summary"]["sparsity"] == pytest.approx(0.4, abs=1 / 512)
+    assert set(rep["layer_weights"]) == set(tree.select(params))
+    covs = {p: cast.block_covariances(x, 4) for p in tree.select(params)}
+    _, m, rep = prune.prune(params, "cast", "2:4", calib_covs=covs, grad_fn=grad_fn)
+    masks.validate_nm(m, 2, 4)
+    with pytest.raises(ValueError, match="calib_covs shape"):
+        prune.prune(params, "cast", "4:8", calib_covs=covs)

@@ -69,3 +69,13 @@ def test_shipped_model_matches_its_record():
         pytest.skip("Fashion-MNIST not installed")
     acc = distill.evaluate(params, train.vit_apply_fn(cfg), images, labels)
     assert acc == pytest.approx(info["test_accuracy"], abs=2e-3)
+
+
+@pytest.mark.slow
+def test_distill_benchmark_runs(capsys):
+    from mpjax.benchmarks import distill as bench
+
+    argv = ["--steps", "2", "--warmup", "1", "--batch-size", "16"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "masked / unmasked = " in out and "unmasked" in out
