@@ -55,11 +55,23 @@ def esd_panel(
     ax.legend(fontsize=5, loc="upper right")
 
 
-def _short(path: str, keep: int = 3) -> str:
+_ABBREV = (
+    ("encoderblock_", "blk"),
+    ("MultiHeadDotProductAttention_", "attn"),
+    ("MlpBlock_", "mlp"),
+    ("Transformer/", ""),
+)
+
+
+def _short(path: str, keep: int = 3, width: int = 30) -> str:
+    """A panel label: the last ``keep`` path parts, big_vision names abbreviated."""
     parts = path.split("/")
     if parts[-1] in ("kernel", "weight"):
         parts = parts[:-1]
-    return "/".join(parts[-keep:])
+    label = "/".join(parts[-keep:])
+    for long, short in _ABBREV:
+        label = label.replace(long, short)
+    return label if len(label) <= width else "..." + label[-(width - 3) :]
 
 
 def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: int = 6) -> int:
@@ -85,7 +97,7 @@ def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: 
     total = len(report.fits)
     note = f" (first {len(paths)} of {total} layers)" if total > len(paths) else ""
     fig.suptitle(f"ESD of s^2/d_in with fitted MP law and edge{note}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return len(paths)

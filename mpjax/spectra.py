@@ -69,7 +69,9 @@ def _svd_one(a: jax.Array) -> jax.Array:
 
 # Jitted, vmapped pieces; jit caches one executable per (batch, shape, dtype). The Gram path
 # is two executables so the costly-to-compile eigen part is shared by every n with the same p.
+# A tall stack (batch, n, p) is contracted as a^T a, so no transpose is ever materialised.
 _GRAM = jax.jit(jax.vmap(_gram))
+_GRAM_TALL = jax.jit(jax.vmap(lambda a: _gram(a.T)))
 _GRAM_EIGEN = jax.jit(jax.vmap(_gram_eigen))
 _BATCHED = {
     "gram": lambda stack: _GRAM_EIGEN(_GRAM(stack)),
@@ -90,7 +92,7 @@ def compile_count(method: str = "gram") -> int:
     """Number of executables compiled so far for ``method`` (all shapes and dtypes)."""
     _check_method(method)
     if method == "gram":
-        return _GRAM._cache_size() + _GRAM_EIGEN._cache_size()
+        return _GRAM._cache_size() + _GRAM_TALL._cache_size() + _GRAM_EIGEN._cache_size()
     return _BATCHED["svd"]._cache_size()
 
 
@@ -109,9 +111,17 @@ def _compute_dtype(leaf_dtype: Any, dtype: Any) -> np.dtype:
     return np.dtype(np.float64) if leaf_dtype == np.float64 else np.dtype(np.float32)
 
 
-def _oriented(w: Any) -> np.ndarray | jax.Array:
-    """``w`` as ``(p, n)`` with ``p <= n``; the singular values are unchanged."""
-    return w.T if w.shape[0] > w.shape[1] else w
+def _oriented(w: Any) -> tuple[Any, bool]:
+    """``(a, tall)`` with ``a`` either ``w`` or ``w.T`` (same singular values).
+
+    ``tall=False``: ``a`` is ``(p, n)``; ``tall=True``: ``a`` is ``(n, p)`` with ``p < n``.
+    A numpy view is taken in its memory order, so stacking it is a plain copy rather than a
+    strided transpose (Dense kernels ``(in, out)`` have transposed matrix views).
+    """
+    a = w.T if w.shape[0] > w.shape[1] else w
+    if isinstance(a, np.ndarray) and not a.flags.c_contiguous and a.T.flags.c_contiguous:
+        return a.T, a.shape[0] != a.shape[1]
+    return a, False
 
 
 def _stack(stack: list[Any], dtype: np.dtype) -> jax.Array:
@@ -121,8 +131,10 @@ def _stack(stack: list[Any], dtype: np.dtype) -> jax.Array:
     return jnp.stack([jnp.asarray(a).astype(dtype) for a in stack])
 
 
-def _run_batch(stack: list[Any], method: str, dtype: np.dtype) -> np.ndarray:
-    fn = _BATCHED[method]
+def _run_batch(stack: list[Any], method: str, dtype: np.dtype, tall: bool = False) -> np.ndarray:
+    fn = _BATCHED[method]  # the SVD does not care about orientation
+    if method == "gram" and tall:
+        fn = lambda x: _GRAM_EIGEN(_GRAM_TALL(x))  # noqa: E731
     if dtype == np.float64:
         with jax.enable_x64(True):
             return np.asarray(fn(_stack(stack, dtype)))
@@ -152,15 +164,16 @@ def matrix_singular_values(w: Any, method: str = "gram", dtype: Any = None) -> n
         raise ValueError(f"w: expected a 2-D (d_out, d_in) matrix, got shape {np.shape(w)}.")
     if min(np.shape(w)) == 0:
         return np.zeros((0,), dtype=_compute_dtype(w.dtype, dtype))
-    return _run_batch([_oriented(w)], method, _compute_dtype(w.dtype, dtype))[0]
+    a, tall = _oriented(w)
+    return _run_batch([a], method, _compute_dtype(w.dtype, dtype), tall)[0]
 
 
-def _groups(mats: Mapping[str, Any], dtype: Any) -> dict[tuple, list[str]]:
-    """Paths grouped by ``(p, n, compute dtype)`` of their oriented view."""
+def _groups(oriented: Mapping[str, tuple[Any, bool]], dtype: Any) -> dict[tuple, list[str]]:
+    """Paths grouped by ``(p, n, compute dtype, tall)`` of their oriented view."""
     groups: dict[tuple, list[str]] = {}
-    for path, w in mats.items():
-        p, n = sorted(w.shape)
-        groups.setdefault((p, n, _compute_dtype(w.dtype, dtype)), []).append(path)
+    for path, (a, tall) in oriented.items():
+        p, n = sorted(a.shape)
+        groups.setdefault((p, n, _compute_dtype(a.dtype, dtype), tall), []).append(path)
     return groups
 
 
@@ -189,9 +202,10 @@ def singular_values(
     """
     _check_method(method)
     mats = tree.matrices(params, views)
+    oriented = {path: _oriented(w) for path, w in mats.items()}
     out: dict[str, np.ndarray] = {}
     bar = tqdm(total=len(mats), desc="spectra", unit="layer", disable=None if progress else True)
-    for (p, n, cdt), paths in _groups(mats, dtype).items():
+    for (p, n, cdt, tall), paths in _groups(oriented, dtype).items():
         if p == 0:
             out.update({path: np.zeros((0,), dtype=cdt) for path in paths})
             bar.update(len(paths))
@@ -199,7 +213,7 @@ def singular_values(
         chunk = max(1, BATCH_BYTES // (p * n * cdt.itemsize))
         for start in range(0, len(paths), chunk):
             part = paths[start : start + chunk]
-            values = _run_batch([_oriented(mats[q]) for q in part], method, cdt)
+            values = _run_batch([oriented[q][0] for q in part], method, cdt, tall)
             out.update(zip(part, values, strict=True))
             bar.update(len(part))
     bar.close()

@@ -100,14 +100,18 @@ def test_same_shape_layers_batched_once(rng, monkeypatch):
     calls = []
     real = spectra._run_batch
     monkeypatch.setattr(
-        spectra, "_run_batch", lambda stack, m, d: calls.append(len(stack)) or real(stack, m, d)
+        spectra, "_run_batch", lambda stack, *a: calls.append(len(stack)) or real(stack, *a)
     )
     params = {
         f"b{i}": {"kernel": rng.standard_normal((8, 12)).astype(np.float32)} for i in range(5)
     }
-    params["t"] = {"kernel": rng.standard_normal((12, 8)).astype(np.float32)}  # transposed
-    spectra.singular_values(params)
-    assert calls == [6]
+    # same (p, n) but the other memory order: its own batch, contracted as a^T a, no copy
+    params["t"] = {"kernel": rng.standard_normal((12, 8)).astype(np.float32)}
+    out = spectra.singular_values(params)
+    assert sorted(calls) == [1, 5]
+    for path, w in tree.matrices(params).items():
+        ref = np.linalg.svd(w.astype(np.float64), compute_uv=False)
+        np.testing.assert_allclose(out[path], ref, rtol=1e-4, atol=1e-4 * ref[0])
 
 
 def test_bad_inputs():

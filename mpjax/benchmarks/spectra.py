@@ -7,9 +7,11 @@ matrices, plus the patch-embedding conv ``(16, 16, 3, 768)`` and the head ``(768
 74 matrices in all (49 of 768x768, 24 of 768x3072 / 3072x768, 1 of 1000x768). Weights are
 ``N(0, 1/d_in)`` float32 from numpy.
 
-Timed, each as the median over ``--repeats`` runs in one process:
+Timed in one process, medians over ``--repeats`` interleaved rounds (each round runs every
+stage once, so a change in machine load hits all stages alike); wall and process-CPU seconds:
   * mpjax: :func:`mpjax.analysis.analyze` (finite check, batched Gram spectra, BEMA fits,
-    Hill exponent, stable rank), after one warm-up call whose time (compilation) is shown;
+    Hill exponent, stable rank), after one warm-up call whose time (compilation) is shown,
+    and :func:`mpjax.spectra.singular_values` alone;
   * numpy: ``numpy.linalg.svd(W, compute_uv=False)`` per layer (values only, the fair
     baseline), plus the same fits (timed separately and added).
 Peak memory is the process's ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` (peak RSS,
@@ -66,15 +68,11 @@ def vit_b16_params(
     }
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    """Median wall and process-CPU seconds of ``repeats`` calls, and the last result."""
-    wall, cpu, out = [], [], None
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu), out
+def _timed(fn: Callable[[], Any]) -> tuple[float, float, Any]:
+    """Wall and process-CPU seconds of one call, and its result."""
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
 def _numpy_spectra(params: Any, views: dict[str, tree.LayerView]) -> dict[str, np.ndarray]:
@@ -109,16 +107,33 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> analysis.Analysis:
         return analysis.analyze(params, spectra_method=args.method, progress=False)
 
-    t0 = time.perf_counter()
-    report = run()
-    print(f"first mpjax call (includes compilation): {time.perf_counter() - t0:.3f} s", flush=True)
-    t_mpjax, c_mpjax, report = _median_time(run, args.repeats)
-    t_spec, c_spec, _ = _median_time(
-        lambda: spectra.singular_values(params, views, method=args.method), args.repeats
+    wall, cpu, report = _timed(run)
+    print(
+        f"first mpjax call (includes compilation): {wall:.3f} s wall, {cpu:.2f} s CPU", flush=True
     )
-    print(f"mpjax: analysis {t_mpjax:.3f} s, spectra {t_spec:.3f} s", flush=True)
-    t_np_spec, c_np_spec, ref = _median_time(lambda: _numpy_spectra(params, views), args.repeats)
-    t_fits, c_fits, _ = _median_time(lambda: _fits(ref, views), args.repeats)
+    stages: dict[str, Callable[[], Any]] = {
+        "mpjax analysis": run,
+        "mpjax spectra": lambda: spectra.singular_values(params, views, method=args.method),
+        "numpy svd loop": lambda: _numpy_spectra(params, views),
+    }
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in stages}
+    for i in range(args.repeats):  # interleaved, so a load change hits every stage alike
+        for name, fn in stages.items():
+            wall, cpu, out = _timed(fn)
+            times[name].append((wall, cpu))
+            if name == "numpy svd loop":
+                ref = out
+        print(
+            f"repeat {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.3f} s" for k, v in times.items()),
+            flush=True,
+        )
+    t_fits, c_fits, _ = _timed(lambda: _fits(ref, views))
+
+    def med(name: str) -> tuple[float, float]:
+        return tuple(statistics.median(x) for x in zip(*times[name], strict=True))
+
+    (t_mpjax, c_mpjax), (t_spec, c_spec) = med("mpjax analysis"), med("mpjax spectra")
+    t_np_spec, c_np_spec = med("numpy svd loop")
     # the numpy side of the analysis: svd loop + the same fits
     t_np, c_np = t_np_spec + t_fits, c_np_spec + c_fits
     err = max(float(np.max(np.abs(report.spectra[p] - ref[p])) / ref[p][0]) for p in ref)
