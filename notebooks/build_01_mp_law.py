@@ -7,14 +7,7 @@ MPJAX_NOTEBOOK_CONFIG=small .venv/bin/python notebooks/build_01_mp_law.py
 
 from __future__ import annotations
 
-import argparse
-import os
-
-import nbformat
-from nbclient import NotebookClient
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PATH = os.path.join(HERE, "01_mp_law.ipynb")
+import nbbuild
 
 CELLS = [
     (
@@ -236,34 +229,5 @@ print("mpjax", mpjax.__version__)""",
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    """The notebook object (no outputs)."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
-        for kind, src in CELLS
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nb
-
-
-def main() -> None:
-    """Build, execute (unless ``--no-execute``) and write the notebook with its outputs."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--no-execute", action="store_true")
-    args = parser.parse_args()
-    nb = build()
-    if not args.no_execute:
-        NotebookClient(
-            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": HERE}}
-        ).execute()
-    nbformat.write(nb, PATH)
-    print("wrote", PATH)
-
-
 if __name__ == "__main__":
-    main()
+    nbbuild.main(CELLS, "01_mp_law.ipynb")

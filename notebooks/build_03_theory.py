@@ -2,22 +2,14 @@
 
 Usage::
 
-    .venv/bin/python notebooks/build_03_theory.py            # write the notebook, no outputs
-    .venv/bin/python notebooks/build_03_theory.py --execute  # run it (MPJAX_NOTEBOOK_CONFIG
-                                                             # selects small/full) and save
+    .venv/bin/python notebooks/build_03_theory.py               # run it and save the outputs
+    .venv/bin/python notebooks/build_03_theory.py --no-execute  # cells only (MPJAX_NOTEBOOK_CONFIG
+                                                                # selects small/full)
 """
 
 from __future__ import annotations
 
-import argparse
-import time
-from pathlib import Path
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-
-HERE = Path(__file__).resolve().parent
-TARGET = HERE / "03_theory.ipynb"
+import nbbuild
 
 CELLS: list[tuple[str, str]] = [
     (
@@ -42,8 +34,6 @@ entrywise threshold support recovery. `MPJAX_NOTEBOOK_CONFIG=small` runs a reduc
         "code",
         """%matplotlib inline
 import math
-import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -460,36 +450,5 @@ assert n_ok == len(CHECKS)""",
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    """The notebook object (no outputs)."""
-    nb = new_notebook()
-    nb.cells = [
-        new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in CELLS
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nb
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--execute", action="store_true", help="run it and keep the outputs")
-    args = ap.parse_args()
-    nb = build()
-    if args.execute:
-        from nbclient import NotebookClient
-
-        t0 = time.time()
-        NotebookClient(
-            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
-        ).execute()
-        print(f"executed in {time.time() - t0:.1f} s")
-    nbformat.write(nb, TARGET)
-    print(f"wrote {TARGET}")
-
-
 if __name__ == "__main__":
-    main()
+    nbbuild.main(CELLS, "03_theory.ipynb")

@@ -7,14 +7,7 @@ MPJAX_NOTEBOOK_CONFIG=small .venv/bin/python notebooks/build_04_l2_dynamics.py
 
 from __future__ import annotations
 
-import argparse
-import os
-
-import nbformat
-from nbclient import NotebookClient
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-PATH = os.path.join(HERE, "04_l2_dynamics.ipynb")
+import nbbuild
 
 CELLS = [
     (
@@ -154,33 +147,5 @@ print("all claims hold")""",
 ]
 
 
-def build() -> nbformat.NotebookNode:
-    """The notebook object (no outputs)."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
-        for kind, src in CELLS
-    ]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    return nb
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--no-execute", action="store_true")
-    args = parser.parse_args()
-    nb = build()
-    if not args.no_execute:
-        NotebookClient(
-            nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": HERE}}
-        ).execute()
-    nbformat.write(nb, PATH)
-    print("wrote", PATH)
-
-
 if __name__ == "__main__":
-    main()
+    nbbuild.main(CELLS, "04_l2_dynamics.ipynb")

@@ -1,8 +1,17 @@
-import nbformat as nbf
+"""Builds notebooks/05_gpu_runtime.ipynb (see nbbuild.py)."""
 
-cells = []
-md = lambda s: cells.append(nbf.v4.new_markdown_cell(s))
-code = lambda s: cells.append(nbf.v4.new_code_cell(s))
+import nbbuild
+
+cells: list[tuple[str, str]] = []
+
+
+def md(src: str) -> None:
+    cells.append(("md", src))
+
+
+def code(src: str) -> None:
+    cells.append(("code", src))
+
 
 md("""# 05 · The 2:4 GPU runtime: MAC accounting, export parity, measured speed
 
@@ -175,6 +184,5 @@ md("""**Reading the numbers.** On Hopper, earlier measurements (SPEC §8) found 
 is therefore an upper bound on the benefit, not a throughput prediction; only the committed JSON
 files above say what a given GPU did.""")
 
-nb = nbf.v4.new_notebook(cells=cells)
-nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-nbf.write(nb, "/work/main/notebooks/05_gpu_runtime.ipynb")
+if __name__ == "__main__":
+    nbbuild.main(cells, "05_gpu_runtime.ipynb")
