@@ -273,9 +273,10 @@ def prune(
     if method == "cast":
         dense, out = tree.matrices(params, views), tree.matrices(new_params, views)
         mflat = tree.flatten(masks)
+        # Cost of what each method removes from the dense layer: r = W_dense - W_pruned.
         report["cast_cost"] = {
-            p: dict(cast=float(cast_lib.calibration_cost(out[p], tree.to_matrix(mflat[p],
-                                                          views[p]), covs[p])),
+            p: dict(cast=float(cast_lib.calibration_cost(
+                        dense[p] - out[p], np.zeros(dense[p].shape, bool), covs[p])),
                     magnitude=float(cast_lib.calibration_cost(
                         dense[p], masks_lib.nm_matrix_mask(np.abs(dense[p]), k, n), covs[p])))
             for p in covs if p in mflat
