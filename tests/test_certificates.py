@@ -79,6 +79,8 @@ def test_statements_1_2_4_5_on_random_networks(seed, k, act):
     s, r = random_split(ws[k], rng, frac)
     z1, inputs = forward(ws, bs, x, f)
     lip = C.mlp_lipschitz(ws[k + 1 :], name)
+    # SPEC: product of the downstream max-abs-row-sums (1 for the last layer)
+    assert lip == pytest.approx(np.prod([np.abs(w).sum(1).max() for w in ws[k + 1 :]]))
     b = C.data_path_budget(r, inputs[k], lip)
     zs = [forward(with_layer(ws, k, s + t * r), bs, x, f)[0] for t in THETAS]
     # statement 1 and the per-sample logit drift behind it
@@ -237,6 +239,9 @@ def test_gaussian_sufficient_condition_monte_carlo(seed):
     psi1 = rng.normal(size=(t_size, m))
     lip = rng.uniform(0.5, 2.0, t_size)
     bound = float(C.gaussian_budget_bound(psi1, lip, g, n, delta))
+    # statement 9 written out: (2/|T|) sum_s L_s ||v_s||_2 sqrt((2g/n) log(2 n |T| / delta))
+    root = math.sqrt(2 * g / n * math.log(2 * n * t_size / delta))
+    assert bound == pytest.approx(2 * np.mean(lip * np.linalg.norm(psi1, axis=1)) * root)
     rs = rng.normal(size=(400, n, m)) * math.sqrt(g / n)
     rv = np.abs(np.einsum("kij,tj->kti", rs, psi1))  # |(R v_s)_i| for every draw k
     budgets = 2 * np.mean(lip * rv.max(axis=2), axis=1)
@@ -367,7 +372,13 @@ def test_certify_network_checks_hold(mlp_pair):
     lip = functools.partial(certify.mlp_lipschitz_bound, activation="relu")
     layers = ["Dense_0/kernel", "Dense_1/kernel", "Dense_2/kernel"]
     rep = certify.certify_network(model, dense, pruned, x, y, layers, lip, l1=1e-3, l2=1e-3)
-    assert rep.hypotheses_hold and all(c.holds for c in rep.checks)
+    assert rep.hypotheses_hold and len(rep.checks) > 0 and all(c.holds for c in rep.checks)
+    assert len(rep.layers) == 3
+    # the reported losses are those of the two networks (float64 numpy oracle)
+    for got, p in ((rep.ce_dense, dense), (rep.ce_pruned, pruned)):
+        z = np.asarray(model.apply({"params": p}, x), np.float64)
+        assert got == pytest.approx(ce(z, np.asarray(y)), rel=1e-5)
+    assert rep.ce_pruned != pytest.approx(rep.ce_dense, rel=1e-3)  # pruning did change CE
     assert all(r.path_check.holds for r in rep.layers)
     assert float(rep.telescoped.total) >= abs(rep.ce_pruned - rep.ce_dense)
     assert certify.mlp_lipschitz_bound(dense, "Dense_2/kernel") == (1.0, True)

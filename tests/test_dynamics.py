@@ -228,7 +228,12 @@ def test_entry_variance_matches_iid_noise(rng, shape):
     assert r["g_star"] == pytest.approx(r["v_star"] * shape[1])
     U, V = dec.top(3)
     np.testing.assert_allclose(U.T @ W @ V, np.diag(dec.s[:3]), atol=1e-8)
-    assert rec.subspace_overlap(U, U) == pytest.approx(1.0)
+    # overlap ||A^T B||_F^2 / k: basis-invariant, 0 for orthogonal subspaces, j/k for j shared
+    U6, _ = dec.top(6)
+    q = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    assert rec.subspace_overlap(U, U @ q) == pytest.approx(1.0)
+    assert rec.subspace_overlap(U, U6[:, 3:]) == pytest.approx(0.0, abs=1e-12)
+    assert rec.subspace_overlap(U, U6[:, [0, 3, 4]] @ q) == pytest.approx(1 / 3)
 
 
 def test_mp_prune_matrix_keeps_spikes_plus_bulk_fraction(rng):

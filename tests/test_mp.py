@@ -56,6 +56,9 @@ def test_tracy_widom_quantiles_match_spec():
 
 def test_gavish_donoho_constants():
     assert mp.gavish_donoho_lambda(1.0) == pytest.approx(4 / np.sqrt(3), rel=1e-12)
+    for b in (0.1, 0.25, 0.5):  # Gavish & Donoho (2014), eq. (11)
+        want = np.sqrt(2 * (b + 1) + 8 * b / (b + 1 + np.sqrt(b * b + 14 * b + 1)))
+        assert mp.gavish_donoho_lambda(b) == pytest.approx(want, rel=1e-12)
     assert mp.gavish_donoho_omega(1.0) == pytest.approx(2.858, abs=1e-3)
     assert mp.gavish_donoho_omega(1.0, exact=False) == pytest.approx(2.86, abs=1e-9)
     for y in (0.1, 0.5, 0.9):  # the cubic is a good approximation of the exact form

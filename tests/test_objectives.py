@@ -31,14 +31,18 @@ def test_ce_is_two_lipschitz_in_linf(rng):
     z = rng.normal(size=(200, 5)) * 4
     dz = rng.uniform(-1, 1, size=z.shape) * rng.uniform(0, 2, size=(200, 1))
     y = rng.integers(0, 5, 200)
-    diff = np.abs(_np_ce(z + dz, y) - _np_ce(z, y))
-    assert np.all(diff <= 2 * np.abs(dz).max(1) + 1e-9)
+
+    def ce(v, t):  # the library's CE, not the numpy oracle
+        return np.asarray(O.per_sample_cross_entropy(v, np.asarray(t)), np.float64)
+
+    diff = np.abs(ce(z + dz, y) - ce(z, y))
+    assert np.all(diff <= 2 * np.abs(dz).max(1) + 1e-5)  # float32 rounding of CE ~ 10
     # and the constant 2 is approached: push the true logit down, the others up
     z0 = np.zeros((1, 5))
     z0[0, 0] = -30.0
     step = np.full((1, 5), 0.01)
     step[0, 0] = -0.01
-    ratio = (_np_ce(z0 + step, [0]) - _np_ce(z0, [0])) / 0.01
+    ratio = (ce(z0 + step, [0]) - ce(z0, [0])) / 0.01
     assert ratio[0] > 1.99
 
 

@@ -101,13 +101,31 @@ def test_cast_cost_not_above_magnitude(rng, k, n, exhaustive):
               for i in range(2)}
     calib = {f"Dense_{i}/kernel": (rng.normal(size=(256, 32)) * np.linspace(0.1, 3, 32))
              @ rng.normal(size=(32, 32)) for i in range(2)}
-    _, m, rep = prune.prune(params, "cast", f"{k}:{n}", calib_inputs=calib, alpha_ser=0.0,
-                            exhaustive=exhaustive, max_patterns=64)
+    out, m, rep = prune.prune(params, "cast", f"{k}:{n}", calib_inputs=calib, alpha_ser=0.0,
+                              exhaustive=exhaustive, max_patterns=64)
     masks.validate_nm(m, k, n)
-    for p, c in rep["cast_cost"].items():
-        assert c["cast"] <= c["magnitude"] * (1 + 1e-5), p
-    assert sum(c["cast"] for c in rep["cast_cost"].values()) < sum(
-        c["magnitude"] for c in rep["cast_cost"].values())
+
+    def cost(r, X):  # numpy oracle: mean_t sum_{i,g} (r_ig . x_tg)^2, float64
+        X = np.asarray(X, np.float64).reshape(len(X), -1, n)
+        return sum(np.sum((X[:, g] @ r.reshape(len(r), -1, n)[:, g].T) ** 2)
+                   for g in range(X.shape[1])) / len(X)
+
+    assert set(rep["cast_cost"]) == set(calib)
+    totals = np.zeros(2)
+    for p, X in calib.items():
+        name = p.split("/")[0]
+        W = np.asarray(params[name]["kernel"], np.float64).T  # view (d_out, d_in)
+        kept = np.asarray(out[name]["kernel"], np.float64).T
+        # magnitude k:n: keep the k largest |W| of every group of n consecutive inputs
+        g = np.abs(W).reshape(len(W), -1, n)
+        keep = np.zeros(g.shape, bool)
+        np.put_along_axis(keep, np.argsort(-g, axis=-1, kind="stable")[..., :k], True, axis=-1)
+        ours = np.array([cost(W - kept, X), cost(np.where(keep.reshape(W.shape), 0.0, W), X)])
+        np.testing.assert_allclose([rep["cast_cost"][p]["cast"], rep["cast_cost"][p]["magnitude"]],
+                                   ours, rtol=1e-4)
+        assert ours[0] > 0 and ours[0] <= ours[1] * (1 + 1e-5), p
+        totals += ours
+    assert totals[0] < totals[1]
 
 
 def test_candidate_patterns_sampling():

@@ -88,4 +88,5 @@ def test_tome_jits_with_static_r(key):
     merged = f({"params": p}, x, tome_r=4)
     captured, _ = vit.layer_inputs(CFG, p, x, tome_r=4)  # another program, same function
     np.testing.assert_allclose(merged, captured, rtol=1e-5, atol=1e-5)
-    assert not np.allclose(merged, f({"params": p}, x, tome_r=0), atol=1e-7)
+    # merging changes the function (by ~0.07 here), far beyond float noise
+    assert np.abs(np.asarray(merged - f({"params": p}, x, tome_r=0))).max() > 1e-2

@@ -283,7 +283,8 @@ def test_bench_pair_and_gemm_plumbing_on_cpu(fake_cslt):
     x = torch.randn(2, 3, 32, 32, dtype=torch.bfloat16)
     row = bench.bench_pair(dense, sp, x, tome_r=2, graph=False, warmup=1, iters=3)
     assert row["speedup"] == pytest.approx(row["sparse_img_s"] / row["dense_img_s"])
-    assert row["timer"] == "cpu" and row["sparse_vs_dense_max_abs_diff"] < 0.5
+    # same masked weights in both: only bf16 rounding differs (~0.01 on logits of size ~1)
+    assert row["timer"] == "cpu" and row["sparse_vs_dense_max_abs_diff"] < 0.05
     gemm = bench.gemm_timings(bench.block_shapes(dims, 1), torch.bfloat16, "cpu", 1, 2)
     assert [g["layer"] for g in gemm] == ["qkv", "proj", "fc1", "fc2"]
     assert gemm[2]["M"] == 17 and gemm[2]["N"] == 128
@@ -341,10 +342,11 @@ def test_benchmark_orchestration_with_emulated_kernels(tmp_path, monkeypatch, fa
     assert [(r["batch"], r["tome"]) for r in res["rows"]] == [(2, 0), (2, 2), (3, 0), (3, 2)]
     for r in res["rows"]:
         assert r["speedup"] == pytest.approx(r["sparse_img_s"] / r["dense_img_s"])
-        assert r["n_sparse_layers"] == 8 and r["sparse_vs_dense_max_abs_diff"] < 0.5
+        assert r["n_sparse_layers"] == 8 and r["sparse_vs_dense_max_abs_diff"] < 0.05
     assert [g["layer"] for g in res["gemm"]] == ["qkv", "proj", "fc1", "fc2"]
     assert runtime.load_results(tmp_path) == []  # CPU timings are never shown as GPU results
     budget = runtime.main([*argv[:-1], str(tmp_path / "b.json"), "--budget-s", "0"])
     assert budget == 0
     skipped = json.loads((tmp_path / "b.json").read_text())["rows"]
-    assert all(r["skipped"] == "time budget exhausted" for r in skipped)
+    assert [(r["batch"], r["tome"]) for r in skipped] == [(2, 0), (2, 2), (3, 0), (3, 2)]
+    assert all(r["skipped"] == "time budget exhausted" and "speedup" not in r for r in skipped)

@@ -88,7 +88,8 @@ def test_forward_jit_grad_and_input_checks(key):
     with pytest.raises(ValueError, match="images"):
         model.apply({"params": p}, jnp.ones((1, 16, 16, 1)))
     bf16 = jax.jit(vit.ViT(CFG.replace(dtype="bfloat16")).apply)({"params": p}, x)
-    np.testing.assert_allclose(bf16, logits, atol=0.15)
+    # bf16 rounding moves these O(1) logits by ~0.013; a real defect moves them by ~std 0.8
+    np.testing.assert_allclose(bf16, logits, atol=0.05)
 
 
 def test_grayscale_input_without_channel_axis(key):
