@@ -30,7 +30,7 @@ demo: venv data
 	$(VENV)/bin/mpjax demo --out $(DEMO_OUT)
 
 test: venv data
-	MPJAX_NOTEBOOK_CONFIG=small $(PY) -m pytest -q -n 2 --durations=15
+	MPJAX_NOTEBOOK_CONFIG=small $(PY) -m pytest -q -n 2 --durations=15 --doctest-modules mpjax tests
 
 lint: venv
 	$(VENV)/bin/ruff check mpjax tests

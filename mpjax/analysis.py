@@ -144,9 +144,10 @@ def analyze(
       ValueError: a selected weight holds NaN/Inf (the message names its path), no layer
         matches the selection, or an option is invalid.
     """
-    views = tree.select(params, include=include, exclude=exclude)
-    if not views:
+    selected = tree.select(params, include=include, exclude=exclude)
+    if not selected:
         raise ValueError("params: no weight matrix matches include/exclude; check the globs.")
+    views = {p: selected[p] for p in sorted(selected, key=tree.natural_key)}  # model order
     mp.check_options(method, alpha, beta, tw_form, false_spike_rate)  # before the costly part
     tree.check_finite(params, views)
     svals = spectra.singular_values(params, views, spectra_method, dtype, progress)

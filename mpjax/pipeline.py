@@ -256,7 +256,7 @@ def _jsonable(value: Any) -> Any:
 def _write_report(out: Path, result: dict, report: dict, fits: analysis.Analysis) -> None:
     """``report.json``, ``report.md`` and ``report.png`` (per-layer sparsity, accuracy, MACs)."""
     (out / "report.json").write_text(json.dumps(_jsonable(result), indent=2))
-    layers = report["summary"]["layers"]
+    layers = sorted(report["summary"]["layers"], key=lambda r: tree.natural_key(r["path"]))
     _plot_report(layers, result, out / "report.png")
     lines = [f"# mpjax prune: {result['method']} {result['pattern']}", ""]
     lines += ["| quantity | value |", "| --- | --- |"]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -88,6 +89,18 @@ def path_to_str(path: Iterable[Any]) -> str:
     while len(parts) > 1 and parts[-1] in _VARIABLE_ATTRS:
         parts.pop()
     return "/".join(parts)
+
+
+def natural_key(path: str) -> list:
+    """Sort key that orders numbered layers by depth (``block_2`` before ``block_10``).
+
+    Flax stores sub-modules in lexicographic order; reports read better in model order.
+
+    Examples:
+      >>> sorted(["b_10/k", "b_2/k", "b_1/k"], key=natural_key)
+      ['b_1/k', 'b_2/k', 'b_10/k']
+    """
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", path)]
 
 
 def flatten(tree: PyTree) -> dict[str, Any]:
