@@ -5,44 +5,29 @@ import json
 
 import numpy as np
 import pytest
+from conftest import small_vit
 
 from mpjax import export, macs, tree
 from mpjax import masks as masks_mod
-from mpjax.models import convert, vit
+from mpjax.models import convert
 
 BLOCK_KERNELS = ["*encoderblock_*/*/kernel"]
 
 
+# Widths divisible by 12 and 16 so 2:4, 6:12, 8:16 and 12:16 all fit; 10 classes.
 @pytest.fixture(scope="module")
-def cfg():
-    # Widths divisible by 12 and 16 so 2:4, 6:12, 8:16 and 12:16 all fit; 10 classes.
-    return vit.config_for(
-        "fmnist",
-        image_size=32,
-        patch_size=8,
-        channels=3,
-        hidden_size=96,
-        num_heads=4,
-        mlp_dim=192,
-        num_layers=2,
-        num_classes=10,
-    )
+def vit_setup():
+    return small_vit(hidden_size=96, mlp_dim=192)
 
 
 @pytest.fixture(scope="module")
-def params(cfg):
-    p = convert.random_init(cfg, seed=0)
-    rng = np.random.default_rng(1)
-    return {
-        k: v
-        for k, v in tree.unflatten_like(
-            p,
-            {
-                path: leaf + 0.05 * rng.standard_normal(leaf.shape).astype(np.float32)
-                for path, leaf in tree.flatten(p).items()
-            },
-        ).items()
-    }
+def cfg(vit_setup):
+    return vit_setup[0]
+
+
+@pytest.fixture(scope="module")
+def params(vit_setup):
+    return vit_setup[1]
 
 
 def nm(params, k, n, include=BLOCK_KERNELS):

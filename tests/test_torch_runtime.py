@@ -5,12 +5,13 @@ import json
 import jax
 import numpy as np
 import pytest
+from conftest import small_vit
 
 torch = pytest.importorskip("torch")
 
 from mpjax import export, tree  # noqa: E402
 from mpjax import masks as masks_mod  # noqa: E402
-from mpjax.models import convert, tome, vit  # noqa: E402
+from mpjax.models import tome, vit  # noqa: E402
 from mpjax.torch_runtime import ManifestError, bench, build_model, load_export  # noqa: E402
 from mpjax.torch_runtime import sparse as sparse_mod  # noqa: E402
 from mpjax.torch_runtime.vit import merge_tokens  # noqa: E402
@@ -20,31 +21,18 @@ BLOCKS = ["*encoderblock_*/*/kernel"]
 
 
 @pytest.fixture(scope="module")
-def cfg():
-    return vit.config_for(
-        "fmnist",
-        image_size=32,
-        patch_size=8,
-        channels=3,
-        hidden_size=64,
-        num_heads=4,
-        mlp_dim=128,
-        num_layers=2,
-        num_classes=10,
-    )
+def vit_setup():
+    return small_vit(hidden_size=64, mlp_dim=128)
 
 
 @pytest.fixture(scope="module")
-def params(cfg):
-    p = convert.random_init(cfg, seed=0)
-    rng = np.random.default_rng(1)  # non-zero biases, class token and LayerNorm shifts
-    return tree.unflatten_like(
-        p,
-        {
-            k: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32)
-            for k, v in tree.flatten(p).items()
-        },
-    )
+def cfg(vit_setup):
+    return vit_setup[0]
+
+
+@pytest.fixture(scope="module")
+def params(vit_setup):
+    return vit_setup[1]
 
 
 @pytest.fixture(scope="module")
