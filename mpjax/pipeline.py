@@ -263,8 +263,8 @@ def _write_report(out: Path, result: dict, report: dict, fits: analysis.Analysis
     lines += [f"| {k} | {_fmt(result.get(k))} |" for k in RESULT_KEYS if k in result]
     if result.get("macs"):
         m = result["macs"]
-        lines.append(f"| GMAC dense -> pruned | {m['dense_gmac']:.4f} -> {m['pruned_gmac']:.4f} "
-                     f"({100 * m['reduction']:.2f}% fewer) |")
+        lines.append(f"| MACs per image, dense -> pruned | {_macs_text(m['dense_gmac'])} -> "
+                     f"{_macs_text(m['pruned_gmac'])} ({100 * m['reduction']:.2f}% fewer) |")
     lines += ["", "![report](report.png)", "", "![ESD fits](analysis/esd_grid.png)", "",
               "| layer | shape | sparsity | pattern | sigma_plus | bulk fraction |",
               "| --- | --- | --- | --- | --- | --- |"]
@@ -309,11 +309,16 @@ def _plot_report(layers: list[dict], result: dict, path: Path) -> None:
         axes[2].bar(["dense", f"pruned\n(ToMe r={result['tome_r']})"],
                     [m["dense_gmac"], m["pruned_gmac"]], color=["tab:gray", "tab:purple"])
         axes[2].set_title(f"GMAC per image ({100 * m['reduction']:.1f}% fewer)")
+        axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
     else:
         axes[2].axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _macs_text(gmac: float) -> str:
+    return f"{gmac:.4f} GMAC" if gmac >= 0.1 else f"{gmac * 1e3:.4f} MMAC"
 
 
 def _fmt(value: Any) -> str:
