@@ -9,7 +9,7 @@ An export directory holds
 * ``manifest.json``: schema version, model config, ToMe ``r``, dtype, the layer map
   (Flax path(s) <-> torch name), every layer's pattern and its execution plan (``"sparse"``
   for 2:4 layers that meet the kernel's shape rules, ``"dense"`` with the reason otherwise),
-  MAC accounting (:mod:`mpjax.macs`) and the sha256 of each safetensors file.
+  MAC accounting (:mod:`mpjax.arch.macs`) and the sha256 of each safetensors file.
 
 Sparse execution rule (torch 2.13 ``torch/sparse/semi_structured.py``,
 ``SparseSemiStructuredTensorCUSPARSELT._DTYPE_SHAPE_CONSTRAINTS``): fp16/bf16 weights whose
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from mpjax import macs
+from mpjax.arch import macs
 
 SCHEMA = "mpjax-export"
 SCHEMA_VERSION = 1
@@ -366,8 +366,8 @@ def main_export(argv: list[str] | None = None) -> int:
         params = convert.hf_to_flax(params, config)
     masks, pattern = info.get("masks"), args.pattern
     if args.nm:
-        from mpjax import masks as masks_mod
         from mpjax import tree
+        from mpjax.pruning import masks as masks_mod
 
         k, n = macs.parse_pattern(args.nm)
         views = tree.select(params, include=["*encoderblock_*/*/kernel"])

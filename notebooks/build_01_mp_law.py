@@ -41,7 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import mpjax
-from mpjax import mp, plots, spectra
+from mpjax.mp import fits as mp, plots, spectra
 
 %matplotlib inline
 MODE = os.environ.get("MPJAX_NOTEBOOK_CONFIG", "full")
@@ -65,7 +65,7 @@ print(MODE, "N =", N, "seeds =", SEEDS)""",
         """## 1. The MP law against Gaussian matrices
 For `W` with iid `N(0, 1)` entries and `d_out = p <= d_in = n`, the eigenvalues `s^2 / n` follow
 MP with ratio `y` and scale 1: density `sqrt((l+ - x)(x - l-)) / (2 pi y x)` on
-`[(1 - sqrt y)^2, (1 + sqrt y)^2]`. The spectra below come from `mpjax.spectra` (its exact
+`[(1 - sqrt y)^2, (1 + sqrt y)^2]`. The spectra below come from `mpjax.mp.spectra` (its exact
 SVD path here; the reference check after it uses the default Gram path). We check the Kolmogorov distance between the empirical CDF and the closed-form
 `mp.cdf`.""",
     ),

@@ -14,17 +14,17 @@ CELLS = [
         "md",
         """# Pruning a ViT step by step
 
-The pipeline that `mpjax prune` / `mpjax demo` run (`mpjax.pipeline.run`), one step at a time
+The pipeline that `mpjax prune` / `mpjax demo` run (`mpjax.pipeline.job.run`), one step at a time
 on the Fashion-MNIST ViT shipped with mpjax (4 blocks, width 64, 17 tokens, 88.74% test
 accuracy), with a plot for each step:
 
 1. load the model and the data, evaluate the dense model;
-2. fit the Marchenko–Pastur (MP) law to every block matrix (`mpjax.analysis`);
-3. turn the spectral edges into SEB layer weights and per-layer budgets (`mpjax.budget`);
+2. fit the Marchenko–Pastur (MP) law to every block matrix (`mpjax.mp.analysis`);
+3. turn the spectral edges into SEB layer weights and per-layer budgets (`mpjax.pruning.budgets`);
 4. masks: magnitude vs SEB at 50% unstructured; 2:4 magnitude vs CAST with an input-channel
-   permutation baked in (`mpjax.permute`, `mpjax.cast`);
-5. ToMe token counts and MAC accounting (`mpjax.macs`);
-6. a short frozen-mask distillation from the dense model (`mpjax.distill`);
+   permutation baked in (`mpjax.pruning.permute`, `mpjax.pruning.cast`);
+5. ToMe token counts and MAC accounting (`mpjax.arch.macs`);
+6. a short frozen-mask distillation from the dense model (`mpjax.training.loop`);
 7. accuracy vs sparsity for the methods side by side.
 
 Every claim the notebook illustrates is asserted. `MPJAX_NOTEBOOK_CONFIG=small` selects the
@@ -49,8 +49,12 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import mpjax
-from mpjax import (analysis, budget, cast, data, distill, macs, masks, permute, pipeline, plots,
-                   prune, train, tree)
+from mpjax.mp import analysis, plots
+from mpjax.pruning import budgets as budget, cast, masks, permute, registry as prune
+from mpjax import data, tree
+from mpjax.training import loop as distill, recipes as train
+from mpjax.arch import macs
+from mpjax.pipeline import job as pipeline
 from mpjax.models import vit
 
 %matplotlib inline
@@ -132,7 +136,7 @@ assert all(0 < r["bulk_fraction"] <= 1 for r in fits.rows)""",
     (
         "md",
         """The empirical spectral density (ESD) with the fitted MP density for the layer with the
-most spikes and the one with the fewest (`mpjax.plots.esd_panel`; spikes beyond 1.5x the edge
+most spikes and the one with the fewest (`mpjax.mp.plots.esd_panel`; spikes beyond 1.5x the edge
 are counted in the legend, not drawn).""",
     ),
     (

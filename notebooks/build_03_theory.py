@@ -24,7 +24,7 @@ A layer `A = S + R` (kept `S`, removed `R`) of a network `z(s) = psi2(A psi1(s))
 
 (the 2 is the `l_inf`-Lipschitz constant of cross-entropy: its gradient `softmax - e_y` has l1 norm
 `2(1 - p_y) <= 2`). This notebook checks, on a ReLU MLP trained on Fashion-MNIST and on Gaussian
-models, every statement of `mpjax.certificates` and **asserts** it: the CE path bound, margins,
+models, every statement of `mpjax.certificates.bounds` and **asserts** it: the CE path bound, margins,
 zero budget, the elastic-net and additive-Frobenius certificates, prune–restore, one-sided
 stationarity, multi-layer telescoping, the loss-reduction law
 `L(S + vR) = L(W) - l(1 - v^2)||R||^2 + o(1)`, the Gaussian sufficient condition and
@@ -41,9 +41,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from mpjax import certificates as C
-from mpjax import certify, data
-from mpjax import objectives as O
+from mpjax.certificates import bounds as C
+from mpjax.certificates import network as certify
+from mpjax import data
+from mpjax.certificates import objectives as O
 from mpjax import tree as mtree
 from mpjax.models.mlp import MLP
 

@@ -22,7 +22,7 @@ so the Marchenko-Pastur bulk edge collapses towards 0 while the spikes (the sing
 singular subspaces stabilise. Without L2 the bulk stays where the initialisation put it.
 
 We train the same fully connected net with and without L2 on a synthetic rank-4 teacher (the
-two arms are `vmap`-ed members of one run) and look at what `mpjax.dynamics` recorded every
+two arms are `vmap`-ed members of one run) and look at what `mpjax.dynamics.trainer` recorded every
 epoch: spectra, BEMA fits, bulk energy, `g* N`, top singular values and subspace overlaps.
 `MPJAX_NOTEBOOK_CONFIG=small` selects the CI-sized run (< 90 s on 2 cores).""",
     ),
@@ -42,8 +42,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import mpjax
-from mpjax import dynamics, dynamics_experiments, dynamics_plots
-from mpjax.dynamics_config import CONFIGS
+from mpjax.dynamics import (
+    trainer as dynamics,
+    experiments as dynamics_experiments,
+    plots as dynamics_plots,
+)
+from mpjax.dynamics.config import CONFIGS
 
 %matplotlib inline
 MODE = os.environ.get("MPJAX_NOTEBOOK_CONFIG", "full")

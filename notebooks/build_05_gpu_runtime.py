@@ -34,8 +34,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import mpjax
-from mpjax import macs
-from mpjax.benchmarks import runtime
+from mpjax.arch import macs
+from mpjax.cli.bench import runtime
 
 CONFIG = os.environ.get("MPJAX_NOTEBOOK_CONFIG", "full")
 print("config:", CONFIG, "| mpjax", mpjax.__version__)""")
@@ -110,7 +110,8 @@ code("""if CONFIG == "full":
     import jax
     import torch
 
-    from mpjax import export, masks, tree
+    from mpjax import export, tree
+    from mpjax.pruning import masks
     from mpjax.models import convert, vit
     from mpjax.torch_runtime import build_model
 

@@ -39,7 +39,7 @@ except ImportError as err:  # time with the torch-only modules; parity is then s
 sys.argv = ["mpjax bench runtime", "--arch", "vit-b16,vit-l16", "--batch", "64,256",
             "--tome", "0,8", "--dtype", "fp16,bf16", "--modes", "eager,graph",
             "--iters", "50", "--warmup", "10", "--budget-s", budget, "--json", out]
-runpy.run_module("mpjax.benchmarks.runtime", run_name="__main__")
+runpy.run_module("mpjax.cli.bench.runtime", run_name="__main__")
 PYEOF
 if [[ $rc -ne 0 ]]; then echo "benchmark ended with exit code $rc; partial results (if any) in $OUT"; fi
 echo "results: $OUT"

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from conftest import small_vit
 
-from mpjax import export, macs, tree
-from mpjax import masks as masks_mod
+from mpjax import export, tree
+from mpjax.arch import macs
 from mpjax.models import convert
+from mpjax.pruning import masks as masks_mod
 
 BLOCK_KERNELS = ["*encoderblock_*/*/kernel"]
 
@@ -128,7 +129,7 @@ def test_failed_export_keeps_previous_good_files(params, cfg, tmp_path):
 
 
 def test_baked_permutations_are_recorded(params, cfg, tmp_path):
-    permute = pytest.importorskip("mpjax.permute")
+    permute = pytest.importorskip("mpjax.pruning.permute")
     pparams, perms = permute.permute_vit(params, 4)
     man = export.export_vit(pparams, cfg, tmp_path, masks=nm(pparams, 2, 4), permutations=perms)
     from safetensors.numpy import load_file

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mpjax import macs
+from mpjax.arch import macs
 from mpjax.torch_runtime import sparse as sparse_mod
 from mpjax.torch_runtime.vit import TorchViT, linear_names
 
@@ -268,8 +268,8 @@ def flax_parity(
     import jax
 
     from mpjax import export, tree
-    from mpjax import masks as masks_mod
     from mpjax.models import vit
+    from mpjax.pruning import masks as masks_mod
     from mpjax.torch_runtime.manifest import build_model
 
     cfg = vit.config_for(

@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 
 import torch
 
-from mpjax import export, macs
+from mpjax import export
+from mpjax.arch import macs
 from mpjax.torch_runtime import sparse as sparse_mod
 from mpjax.torch_runtime.vit import TorchViT
 

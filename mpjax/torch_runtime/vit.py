@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpjax.macs import ViTDims, per_block_r
+from mpjax.arch.macs import ViTDims, per_block_r
 
 
 class Attention(nn.Module):
@@ -131,7 +131,7 @@ class TorchViT(nn.Module):
     """ViT classifier in timm layout; ``forward(images NCHW) -> logits``.
 
     Args:
-      dims: model sizes (:class:`mpjax.macs.ViTDims`).
+      dims: model sizes (:class:`mpjax.arch.macs.ViTDims`).
       ln_eps: LayerNorm epsilon (Flax and timm ViTs use 1e-6).
       gelu_approximate: ``"none"`` (exact erf, as :mod:`mpjax.models.vit` and timm) or
         ``"tanh"``.

@@ -1,0 +1,70 @@
+"""Data of the dynamics study: Fashion-MNIST or a low-rank teacher, and the minibatch order.
+
+The synthetic teacher labels Gaussian inputs ``x ~ N(0, I_d)`` by
+``argmax(T2 relu(T1 x + b1))`` with ``T1`` of rank ``teacher_rank``: the labels depend on a
+``teacher_rank``-dimensional projection of ``x`` only, so a trained first layer needs a few
+spikes and everything else is removable noise, which makes the bulk collapse visible in a
+CPU-sized run.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from mpjax import data as data_lib
+from mpjax.dynamics.config import DynamicsConfig
+
+#: Seed of the synthetic teacher and its samples (shared by every member of a run).
+TEACHER_SEED = 1234
+
+
+class Data(NamedTuple):
+    """Flattened float32 inputs ``[n, d_0]`` and int32 labels ``[n]``."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+
+def teacher_data(config: DynamicsConfig) -> Data:
+    """Labels ``argmax(T2 relu(T1 x))`` of Gaussian inputs, ``T1`` of rank ``teacher_rank``."""
+    rng = np.random.default_rng(TEACHER_SEED)
+    d, h, r, k = config.widths[0], config.teacher_hidden, config.teacher_rank, config.widths[-1]
+    n_tr, n_te = config.n_train or 8192, config.n_test or 2048
+    T1 = rng.normal(size=(h, r)) @ rng.normal(size=(r, d)) / np.sqrt(r * d)
+    b1 = rng.normal(size=h) * 0.1
+    T2 = rng.normal(size=(k, h)) / np.sqrt(h)
+    x = rng.normal(size=(n_tr + n_te, d)).astype(np.float32)
+    y = np.argmax(np.maximum(x @ T1.T + b1, 0) @ T2.T, axis=1).astype(np.int32)
+    return Data(x[:n_tr], y[:n_tr], x[n_tr:], y[n_tr:])
+
+
+def load_data(config: DynamicsConfig) -> Data:
+    """The run's data: Fashion-MNIST standardised by the training mean/std, or the teacher."""
+    if config.dataset == "teacher":
+        return teacher_data(config)
+    xtr, ytr = data_lib.load_fashion_mnist("train")
+    xte, yte = data_lib.load_fashion_mnist("test")
+    xtr, ytr = xtr[: config.n_train], ytr[: config.n_train]
+    xte, yte = xte[: config.n_test], yte[: config.n_test]
+    mean, std = float(xtr.mean()) / 255.0, float(xtr.std()) / 255.0
+    flat = lambda x: data_lib.normalize(x, "standard", mean, std).reshape(len(x), -1)  # noqa: E731
+    return Data(flat(xtr), ytr.astype(np.int32), flat(xte), yte.astype(np.int32))
+
+
+def steps_per_epoch(config: DynamicsConfig, n_train: int) -> int:
+    """Minibatches per epoch (the incomplete last one is dropped)."""
+    return n_train // config.batch_size
+
+
+def epoch_indices(config: DynamicsConfig, n_train: int, epoch: int) -> np.ndarray:
+    """Minibatch indices ``[steps, members, batch]``: member order from ``(seed, epoch)``."""
+    n_steps, B = steps_per_epoch(config, n_train), config.batch_size
+    perms = [
+        data_lib.epoch_permutation(n_train, seed, epoch)[: n_steps * B]
+        for _, seed in config.members
+    ]
+    return np.stack(perms).reshape(len(perms), n_steps, B).transpose(1, 0, 2).astype(np.int32)

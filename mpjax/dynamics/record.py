@@ -1,0 +1,366 @@
+"""What the dynamics study records per layer, and the MP pruning step of Algorithm 1.
+
+Conventions (SPEC §1, §6). ``W`` is the ``(d_out, d_in)`` matrix view, ``W = U diag(s) V^T``,
+``s`` descending, ``p = min(d_out, d_in)``, ``n = max``, ``y = p / n``. The MP fit
+(:func:`mpjax.mp.fits.fit`, BEMA) sees eigenvalues ``s^2 / d_in`` and returns ``sigma2`` and the
+bulk edge ``sigma_plus`` on the singular-value scale. From it we derive:
+
+* ``v_star``: the per-entry variance of the bulk, ``W = S + R`` with ``R_ij ~ N(0, v_star)``.
+  The asymptotic edge of such an ``R`` is ``sqrt(v)(sqrt(d_out) + sqrt(d_in))``, while the fit's
+  asymptotic edge is ``sqrt(d_in sigma2)(1 + sqrt(y))``; equating them,
+  ``v_star = sigma2 d_in (1 + sqrt y)^2 / (sqrt d_out + sqrt d_in)^2`` (``= sigma2`` when
+  ``d_out <= d_in``; the Tracy-Widom shift of the edge is left out on purpose).
+* ``g_star = d_in v_star``: the ``g`` of the papers' ``R ~ N(0, g / N)`` with ``N = d_in``.
+* ``gN = d_out d_in v_star``: ``g* N`` of SPEC §6, i.e. ``E ||R||_F^2`` (``= g* N`` for a
+  square ``N x N`` layer); it tends to 0 when the bulk collapses.
+* ``bulk_energy = sum_{s_i <= sigma_plus} s_i^2``: the bulk's share of ``||W||_F^2``, a
+  second estimate of ``||R||_F^2`` (it misses the part of ``R`` along the spikes).
+* ``sigma_hat``: inverse BBP of the top singular values. For ``R`` with entry variance ``v``
+  and ``a = sqrt(v n)``, ``c = y``, a rank-one signal ``theta`` shows up at
+  ``s = a sqrt((1 + t)(c + t) / t)``, ``t = (theta / a)^2`` (Benaych-Georges & Nadakuditi 2012),
+  inverted as ``t = [(s0^2 - 1 - c) + sqrt((s0^2 - 1 - c)^2 - 4c)] / 2``, ``s0 = s / a``.
+  For a square layer this is the papers' ``sigma_hat = (s + sqrt(s^2 - 4 g*))/2``, which is
+  recorded too as ``sigma_hat_paper`` (with ``g* = d_in v_star``). Values below the edge
+  (no outlier) give NaN.
+* ``overlap_u``, ``overlap_v``: ``||U_k^T U'_k||_F^2 / k`` between the top-``k`` left (right)
+  singular subspaces of this epoch and of the previous one (1 = same subspace).
+
+:func:`decompose` computes the spectrum (float64 Gram eigendecomposition on CPU, float32 SVD
+on an accelerator); :func:`record_epoch` and :func:`mp_prune_members` apply
+:func:`layer_record` and :func:`mp_prune_matrix` to every layer of every member of a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mpjax.dynamics.config import DynamicsConfig
+from mpjax.mp import fits as mp
+from mpjax.pruning import lowrank
+
+#: Layers with fewer singular values than this are recorded but never MP-pruned: a
+#: bulk fit on a handful of values (e.g. the 10 x d classifier) means nothing.
+MIN_PRUNE_P = 32
+
+#: Per-layer scalar fields of a record (arrays of shape ``(members,)``).
+SCALARS = (
+    "sigma2",
+    "sigma_plus",
+    "fit_error",
+    "bulk_fraction",
+    "n_spikes",
+    "v_star",
+    "g_star",
+    "gN",
+    "bulk_energy",
+    "frob2",
+    "overlap_u",
+    "overlap_v",
+    "rank",
+    "params_effective",
+)
+
+
+@jax.jit
+def _batched_svd(W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    return jax.vmap(lambda w: jnp.linalg.svd(w, full_matrices=False))(W)
+
+
+class Decomp(NamedTuple):
+    """Spectral decomposition of one ``(d_out, d_in)`` view, as much as the records need.
+
+    Attributes:
+      s: all ``p`` singular values, descending (float64).
+      Q: orthonormal singular vectors of the *smaller* side, columns in the order of ``s``:
+        left ones ``U`` (``d_out x p``) when ``left``, right ones ``V`` (``d_in x p``) otherwise.
+      left: whether ``Q`` holds left singular vectors.
+      W: the matrix itself (float64), to get the other side's top vectors.
+    """
+
+    s: np.ndarray
+    Q: np.ndarray
+    left: bool
+    W: np.ndarray
+
+    def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(U_k, V_k)``: top-``k`` left and right singular vectors (columns)."""
+        Qk = self.Q[:, :k]
+        inv = 1.0 / np.where(self.s[:k] > 0, self.s[:k], 1.0)
+        other = (self.W.T @ Qk if self.left else self.W @ Qk) * inv
+        return (Qk, other) if self.left else (other, Qk)
+
+    def truncate(self, r: int) -> np.ndarray:
+        """Best rank-``r`` approximation: ``Q_r Q_r^T W`` (or ``W Q_r Q_r^T``)."""
+        Qr = self.Q[:, :r]
+        return Qr @ (Qr.T @ self.W) if self.left else (self.W @ Qr) @ Qr.T
+
+
+def decompose(W: np.ndarray, backend: str = "numpy") -> Decomp:
+    """Singular values and smaller-side vectors of one matrix view.
+
+    ``backend="numpy"``: eigendecomposition of the smaller Gram matrix in float64 on the host
+    (``W W^T`` or ``W^T W``; ``s = sqrt(max(eig, 0))``), 2-3x cheaper than an SVD and exact to
+    ~1e-8 s_max in float64. ``backend="jax"``: a float32 SVD on the default device (GPU runs).
+    """
+    W64 = np.asarray(W, np.float64)
+    left = W64.shape[0] <= W64.shape[1]
+    if backend == "jax":
+        u, s, vt = _batched_svd(jnp.asarray(W, jnp.float32)[None])
+        Q = np.asarray(u[0] if left else vt[0].T, np.float64)
+        return Decomp(np.asarray(s[0], np.float64), Q, left, W64)
+    G = W64 @ W64.T if left else W64.T @ W64
+    e, Q = np.linalg.eigh(G)
+    order = np.argsort(e)[::-1]
+    return Decomp(np.sqrt(np.maximum(e[order], 0.0)), Q[:, order], left, W64)
+
+
+@functools.lru_cache(maxsize=1)
+def _openblas_setter() -> tuple[Callable, Callable] | None:
+    """``(get, set)`` of numpy's OpenBLAS thread count via ctypes, or ``None`` if not found."""
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower()})
+    except OSError:
+        return None
+    for lib in libs:
+        try:
+            dll = ctypes.CDLL(lib)
+        except OSError:
+            continue
+        for get, put in (
+            ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+            ("openblas_get_num_threads", "openblas_set_num_threads"),
+        ):
+            if hasattr(dll, get) and hasattr(dll, put):
+                return getattr(dll, get), getattr(dll, put)
+    return None
+
+
+@contextlib.contextmanager
+def blas_threads(n: int):
+    """Run numpy's OpenBLAS on ``n`` threads inside the block (best effort, else a no-op).
+
+    The Gram eigendecompositions of the records are small; on a busy shared CPU, OpenBLAS
+    threads spinning for cores they cannot get made them 20-50x slower than one thread.
+    """
+    fns = _openblas_setter()
+    if fns is None:
+        yield
+        return
+    get, put = fns
+    old = int(get())
+    put(int(n))
+    try:
+        yield
+    finally:
+        put(old)
+
+
+def default_backend() -> str:
+    """``"jax"`` on an accelerator (float32 SVD on device), ``"numpy"`` on CPU (float64 Gram)."""
+    return "numpy" if jax.default_backend() == "cpu" else "jax"
+
+
+def _mp_fit(s: np.ndarray, shape: tuple[int, int]) -> Any:
+    return mp.fit(np.asarray(s, np.float64), shape)
+
+
+def entry_variance(sigma2: float, shape: tuple[int, int]) -> float:
+    """``v_star = sigma2 d_in (1 + sqrt y)^2 / (sqrt d_out + sqrt d_in)^2`` (see module doc)."""
+    d_out, d_in = shape
+    y = min(d_out, d_in) / max(d_out, d_in)
+    return float(sigma2 * d_in * (1 + np.sqrt(y)) ** 2 / (np.sqrt(d_out) + np.sqrt(d_in)) ** 2)
+
+
+def inverse_bbp(s: np.ndarray, v: float, shape: tuple[int, int]) -> np.ndarray:
+    """Signal singular values ``theta`` behind observed outliers ``s`` (NaN inside the bulk).
+
+    Args:
+      s: observed singular values.
+      v: per-entry variance of the noise ``R``.
+      shape: ``(d_out, d_in)``.
+
+    Returns:
+      ``theta`` with ``s = a sqrt((1 + t)(c + t)/t)``, ``t = (theta/a)^2``, ``a = sqrt(v n)``.
+    """
+    p, n = min(shape), max(shape)
+    c = p / n
+    a = np.sqrt(max(v, 0.0) * n)
+    s = np.asarray(s, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = (s / a) ** 2 - 1 - c
+        disc = b * b - 4 * c
+        ok = (b > 0) & (disc >= 0) & (a > 0)
+        t = np.where(ok, (b + np.sqrt(np.where(ok, disc, 0.0))) / 2, np.nan)
+        return np.where(ok, a * np.sqrt(t), np.nan)
+
+
+def inverse_bbp_paper(s: np.ndarray, g_star: float) -> np.ndarray:
+    """The papers' square-layer form ``(s + sqrt(s^2 - 4 g*)) / 2`` (NaN when ``s^2 < 4 g*``)."""
+    s = np.asarray(s, np.float64)
+    disc = s * s - 4 * g_star
+    return np.where(disc >= 0, (s + np.sqrt(np.maximum(disc, 0.0))) / 2, np.nan)
+
+
+def subspace_overlap(A: np.ndarray, B: np.ndarray) -> float:
+    """``||A^T B||_F^2 / k`` for two ``(d, k)`` orthonormal bases (1: same subspace)."""
+    k = A.shape[1]
+    return float(np.sum((A.T @ B) ** 2) / k) if k else float("nan")
+
+
+def layer_record(
+    dec: Decomp,
+    top_k: int,
+    prev: tuple[np.ndarray, np.ndarray] | None = None,
+    rank: int | None = None,
+    fit_fn: Callable = _mp_fit,
+) -> dict[str, Any]:
+    """All recorded quantities of one layer of one member (see the module docstring).
+
+    Args:
+      dec: the layer's :func:`decompose` (``s`` descending, length ``p``).
+      top_k: number of top singular values / vectors kept.
+      prev: ``(U_k, V_k)`` of the previous epoch for the overlaps, or ``None`` (NaN).
+      rank: the rank the layer was last truncated to by MP pruning (``None``: full rank).
+      fit_fn: ``(s, shape) -> MPFit``.
+
+    Returns:
+      A dict of floats (the :data:`SCALARS`), ``"status"`` (str), and arrays ``"s"`` (p,),
+      ``"top_s"``, ``"sigma_hat"``, ``"sigma_hat_paper"`` (k,), ``"U_top"`` (d_out, k),
+      ``"V_top"`` (d_in, k).
+    """
+    shape = dec.W.shape
+    d_out, d_in = shape
+    s64 = dec.s
+    p = s64.shape[0]
+    k = min(top_k, p)
+    fit = fit_fn(s64, shape)
+    edge = float(fit.edge)
+    v = entry_variance(float(fit.sigma2), shape)
+    U_k, V_k = dec.top(k)
+    r = p if rank is None else int(rank)
+    return {
+        "sigma2": float(fit.sigma2),
+        "sigma_plus": edge,
+        "fit_error": float(fit.fit_error),
+        "bulk_fraction": float(fit.bulk_fraction),
+        "n_spikes": float(np.sum(s64 > edge)),
+        "v_star": v,
+        "g_star": v * d_in,
+        "gN": v * d_in * d_out,
+        "bulk_energy": float(np.sum(np.where(s64 <= edge, s64**2, 0.0))),
+        "frob2": float(np.sum(s64**2)),
+        "overlap_u": subspace_overlap(U_k, prev[0]) if prev is not None else float("nan"),
+        "overlap_v": subspace_overlap(V_k, prev[1]) if prev is not None else float("nan"),
+        "rank": float(r),
+        "params_effective": float(
+            r * (d_out + d_in) if lowrank.factorization_saves(shape, r) else d_out * d_in
+        ),
+        "status": str(fit.status),
+        "s": s64,
+        "top_s": s64[:k],
+        "sigma_hat": inverse_bbp(s64[:k], v, shape),
+        "sigma_hat_paper": inverse_bbp_paper(s64[:k], v * d_in),
+        "U_top": U_k.astype(np.float32),
+        "V_top": V_k.astype(np.float32),
+    }
+
+
+def keep_fraction(epoch: int, horizon: float) -> float:
+    """Algorithm 1's share of the bulk kept at ``epoch``: ``f = max(0, 1 - epoch / horizon)``."""
+    return max(0.0, 1.0 - epoch / horizon)
+
+
+def mp_prune_matrix(
+    dec: Decomp, epoch: int, horizon: float, fit_error_max: float, fit_fn: Callable = _mp_fit
+) -> tuple[np.ndarray | None, int]:
+    """One Algorithm 1 step on one layer: keep spikes + the largest ``f(epoch)`` of the bulk.
+
+    The layer is pruned only when ``p >= MIN_PRUNE_P`` and its MP fit error is below
+    ``fit_error_max``. We keep the layer dense at the truncated rank (keep-rank truncation)
+    instead of splitting it into two factors, so every member keeps its shapes and the
+    train step stays ``vmap``-ed; the parameter count a factored layer would have,
+    ``r (d_out + d_in)`` when smaller than ``d_out d_in``, is reported as
+    ``params_effective``. Training may regrow the removed directions between pruning steps.
+
+    Returns:
+      ``(W_new, rank)`` (float32), with ``W_new = None`` when the layer is left alone.
+    """
+    p = dec.s.shape[0]
+    if p < MIN_PRUNE_P:
+        return None, p
+    fit = fit_fn(dec.s, dec.W.shape)
+    if not np.isfinite(fit.fit_error) or fit.fit_error >= fit_error_max:
+        return None, p
+    f = keep_fraction(epoch, horizon)
+    r = int(lowrank.truncation_rank(jnp.asarray(dec.s), float(fit.edge), f))
+    if r >= p:
+        return None, p
+    return dec.truncate(r).astype(np.float32), r
+
+
+def _views(params: Any, i: int) -> np.ndarray:
+    return np.swapaxes(np.asarray(params[f"Dense_{i}"]["kernel"]), 1, 2)  # (M, d_out, d_in)
+
+
+def layer_paths(config: DynamicsConfig) -> list[str]:
+    """``["Dense_0/kernel", ...]``, the recorded matrices (views are ``kernel.T``)."""
+    return [f"Dense_{i}/kernel" for i in range(config.n_layers)]
+
+
+def mp_prune_members(
+    config: DynamicsConfig, params: Any, epoch: int, ranks: np.ndarray, backend: str = "numpy"
+) -> Any:
+    """Algorithm 1 on every ``mp=True`` member at ``epoch``; updates ``ranks[M, L]`` in place."""
+    mp_members = [m for m, (arm, _) in enumerate(config.members) if arm.mp]
+    if not mp_members or epoch % config.prune_every:
+        return params
+    params = dict(params)
+    for i in range(config.n_layers):
+        W = _views(params, i)
+        kernel = np.array(params[f"Dense_{i}"]["kernel"])
+        for m in mp_members:
+            W_new, r = mp_prune_matrix(
+                decompose(W[m], backend), epoch, config.prune_horizon, config.fit_error_max
+            )
+            if W_new is not None:
+                kernel[m] = W_new.T
+                ranks[m, i] = r
+        params[f"Dense_{i}"] = {**params[f"Dense_{i}"], "kernel": jnp.asarray(kernel)}
+    return params
+
+
+def record_epoch(
+    config: DynamicsConfig,
+    params: Any,
+    ranks: np.ndarray,
+    prev: dict[str, tuple[np.ndarray, np.ndarray]] | None,
+    backend: str = "numpy",
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """Spectral records of every layer of every member, as arrays with a member axis.
+
+    Returns:
+      ``(arrays, top)``: arrays keyed ``"<path>/<field>"`` (fields of
+      :func:`mpjax.dynamics.record.layer_record`), and ``top[path] = (U_top, V_top)`` stacks
+      for the next epoch's overlaps.
+    """
+    arrays, top = {}, {}
+    for i, path in enumerate(layer_paths(config)):
+        W = _views(params, i)
+        recs = []
+        for m in range(W.shape[0]):
+            pv = None if prev is None else (prev[path][0][m], prev[path][1][m])
+            r = None if ranks[m, i] >= min(W.shape[1:]) else int(ranks[m, i])
+            recs.append(layer_record(decompose(W[m], backend), config.top_k, pv, r))
+        for key in recs[0]:
+            arrays[f"{path}/{key}"] = np.stack([np.asarray(r[key]) for r in recs])
+        top[path] = (arrays[f"{path}/U_top"], arrays[f"{path}/V_top"])
+    return arrays, top

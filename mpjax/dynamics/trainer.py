@@ -1,0 +1,390 @@
+"""L2-regularised training dynamics of fully connected nets (SPEC §6), recorded epoch by epoch.
+
+:func:`train` trains ``MLP(widths)`` for every *member* (arm x seed, see
+:mod:`mpjax.dynamics.config`) at once: the whole train step is ``vmap``-ed over members and an
+epoch is one ``jit``-ed ``lax.scan`` over minibatches. The loss of a member is
+
+    J(W) = CE(W) + l2 sum_l ||W_l||_F^2 + l1 sum_l ||W_l||_1        (kernels only)
+
+minimised by SGD (momentum 0.9) with a staircase schedule ``lr * decay^(floor(epoch/every))``.
+After every epoch (and at the initialisation, epoch 0) each layer of each member is analysed
+(:mod:`mpjax.dynamics.record`: singular spectrum, BEMA fit, bulk energy, g*N, inverse-BBP
+spike estimates, subspace overlaps), members with ``mp=True`` are MP-pruned every
+``prune_every`` epochs (Algorithm 1, keep-rank truncation), and the records go to an on-disk
+dataset (:mod:`mpjax.dynamics.store`) that a later call with ``resume=True`` extends.
+
+Command line: ``mpjax dynamics --config NAME|FILE.json --out DIR [--resume] [--epochs N]``.
+
+References:
+  [P25] Berlyand et al., arXiv 2503.01922, Algorithm 1 and §5 (L2 training dynamics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from mpjax.dynamics import record as rec_lib
+from mpjax.dynamics import store
+from mpjax.dynamics.config import (
+    CONFIGS,
+    Arm,
+    DynamicsConfig,
+    from_dict,
+    load_config,
+    to_dict,
+    validate,
+)
+from mpjax.dynamics.data import Data, epoch_indices, load_data, steps_per_epoch
+from mpjax.dynamics.record import layer_paths, mp_prune_members, record_epoch
+from mpjax.models import mlp as mlp_lib
+
+__all__ = [
+    "Arm",
+    "CONFIGS",
+    "DynamicsConfig",
+    "Data",
+    "load_config",
+    "load_data",
+    "init_members",
+    "make_optimizer",
+    "train",
+    "evaluate",
+    "penalty",
+    "layer_paths",
+    "record_epoch",
+    "mp_prune_members",
+    "main_dynamics",
+]
+
+PyTree = Any
+
+
+def model_of(config: DynamicsConfig) -> mlp_lib.MLP:
+    """The Linen ``MLP`` of the config."""
+    return mlp_lib.MLP(
+        tuple(config.widths), config.activation, config.use_bias, config.g, config.init_scaling
+    )
+
+
+def make_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTransformation:
+    """SGD with momentum (or Adam), lr decayed by ``lr_decay`` every ``lr_decay_every`` epochs."""
+    sched = optax.exponential_decay(
+        config.lr, config.lr_decay_every * n_steps, config.lr_decay, staircase=True
+    )
+    if config.optimizer == "adam":
+        return optax.adam(sched)
+    return optax.sgd(sched, momentum=config.momentum or None)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_init_fn(config: DynamicsConfig, n_steps: int):
+    model, tx = model_of(config), make_optimizer(config, n_steps)
+    x0 = jnp.zeros((1, config.widths[0]), jnp.float32)
+
+    def init(keys):
+        params = jax.vmap(lambda k: model.init(k, x0)["params"])(keys)
+        return params, jax.vmap(tx.init)(params)
+
+    return jax.jit(init)
+
+
+def init_members(config: DynamicsConfig, n_steps: int) -> tuple[PyTree, PyTree]:
+    """Stacked ``(params, opt_state)`` with a leading member axis; member ``i`` uses its seed.
+
+    ``jax.random`` under ``vmap`` draws per key exactly what an unbatched call draws, so a
+    member's start depends on its seed only, not on the other members.
+    """
+    keys = jnp.stack([jax.random.key(seed) for _, seed in config.members])
+    return _make_init_fn(_compile_key(config), n_steps)(keys)
+
+
+def _kernels(params: PyTree) -> list[jax.Array]:
+    return [params[f"Dense_{i}"]["kernel"] for i in range(len(params))]
+
+
+def penalty(params: PyTree, l1: jax.Array, l2: jax.Array) -> jax.Array:
+    """``l2 sum ||W||_F^2 + l1 sum ||W||_1`` over the kernels of one member."""
+    ks = _kernels(params)
+    return l2 * sum(jnp.sum(k * k) for k in ks) + l1 * sum(jnp.sum(jnp.abs(k)) for k in ks)
+
+
+def _member_arrays(config: DynamicsConfig) -> tuple[jax.Array, jax.Array]:
+    l1 = jnp.asarray([a.l1 for a, _ in config.members], jnp.float32)
+    l2 = jnp.asarray([a.l2 for a, _ in config.members], jnp.float32)
+    return l1, l2
+
+
+def _compile_key(config: DynamicsConfig) -> DynamicsConfig:
+    """The config with every field that does not change the compiled step blanked out.
+
+    Runs that differ only in name, seeds, arms (strengths are traced arrays), epochs or
+    pruning share one jitted epoch function; the member count is a shape, handled by jit.
+    """
+    return dataclasses.replace(
+        config,
+        name="",
+        seeds=(0,),
+        arms=(Arm("_"),),
+        epochs=0,
+        experiment="train",
+        n_train=None,
+        n_test=None,
+        prune_every=1,
+        prune_horizon=1.0,
+        top_k=1,
+    )
+
+
+def _epoch_fn(config: DynamicsConfig, n_steps: int):
+    """The cached jitted epoch function of :func:`_make_epoch_fn`."""
+    return _make_epoch_fn(_compile_key(config), n_steps)
+
+
+@functools.lru_cache(maxsize=16)
+def _make_epoch_fn(config: DynamicsConfig, n_steps: int):
+    """Jitted ``(params, opt, x, y, idx[steps, M, B], l1, l2) -> (params, opt, metrics)``."""
+    model, tx = model_of(config), make_optimizer(config, n_steps)
+
+    def loss_fn(p, xb, yb, l1, l2):
+        logits = model.apply({"params": p}, xb)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+        acc = jnp.mean(jnp.argmax(logits, -1) == yb)
+        return ce + penalty(p, l1, l2), (ce, acc)
+
+    def member_step(p, o, x, y, idx, l1, l2):
+        (loss, (ce, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            p, x[idx], y[idx], l1, l2
+        )
+        updates, o = tx.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, jnp.stack([loss, ce, acc])
+
+    def epoch(params, opt, x, y, idx, l1, l2):
+        def step(carry, idx_t):
+            p, o = carry
+            p, o, m = jax.vmap(member_step, in_axes=(0, 0, None, None, 0, 0, 0))(
+                p, o, x, y, idx_t, l1, l2
+            )
+            return (p, o), m
+
+        (params, opt), ms = jax.lax.scan(step, (params, opt), idx)
+        return params, opt, ms.mean(0)
+
+    return jax.jit(epoch, donate_argnums=(0, 1))
+
+
+def _eval_fn(config: DynamicsConfig):
+    return _make_eval_fn(_compile_key(config))
+
+
+@functools.lru_cache(maxsize=16)
+def _make_eval_fn(config: DynamicsConfig):
+    model = model_of(config)
+
+    def ev(p, x, y):
+        logits = model.apply({"params": p}, x)
+        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+        return jnp.stack([ce.sum(), jnp.sum(jnp.argmax(logits, -1) == y)])
+
+    return jax.jit(jax.vmap(ev, in_axes=(0, None, None)))
+
+
+def evaluate(
+    config: DynamicsConfig, params: PyTree, x: jax.Array, y: jax.Array, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-member mean cross-entropy and accuracy on ``(x, y)``: two arrays ``(M,)``."""
+    fn, tot = _eval_fn(config), 0.0
+    for start in range(0, len(y), chunk):
+        tot = tot + np.asarray(fn(params, x[start : start + chunk], y[start : start + chunk]))
+    return tot[:, 0] / len(y), tot[:, 1] / len(y)
+
+
+def _read_config(path: str) -> DynamicsConfig:
+    with open(path) as f:
+        return from_dict(json.load(f))
+
+
+def _check_resume(out: str, config: DynamicsConfig) -> None:
+    stored = _read_config(os.path.join(out, "config.json"))
+    diff = [
+        f.name
+        for f in dataclasses.fields(DynamicsConfig)
+        if f.name != "epochs" and getattr(stored, f.name) != getattr(config, f.name)
+    ]
+    if diff:
+        raise ValueError(
+            f"--out {out}: the stored run differs from this config in {diff}; "
+            "resume with the same config (only --epochs may change) or a new --out"
+        )
+
+
+def _arms_summary(config: DynamicsConfig, metrics: dict[str, np.ndarray]) -> dict[str, Any]:
+    out = {}
+    for name, vals in metrics.items():
+        out[name] = [float(v) if np.isfinite(v) else None for v in vals]
+    out["members"] = [f"{a.name}/seed{s}" for a, s in config.members]
+    return out
+
+
+def train(
+    config: DynamicsConfig,
+    out: str,
+    *,
+    resume: bool = False,
+    progress: bool | None = None,
+    data: Data | None = None,
+    record: bool = True,
+    backend: str | None = None,
+) -> list[dict[str, Any]]:
+    """Train every member of ``config`` to ``config.epochs``, recording each epoch under ``out``.
+
+    Args:
+      config: a :class:`DynamicsConfig` (validated here, before anything trains).
+      out: the run directory (created). An existing run is only touched with ``resume``.
+      resume: continue the run in ``out`` from its checkpoint, up to ``config.epochs``
+        (a larger ``epochs`` extends it; every other field must equal the stored config).
+      progress: show a tqdm bar (default: only on a TTY).
+      data: pre-loaded :class:`Data` (default: :func:`load_data`).
+      record: record the spectra (``False`` only for timing the bare training: the epoch
+        files then hold the metrics alone and MP pruning still runs).
+      backend: spectral backend of :func:`mpjax.dynamics.record.decompose` (default: float64
+        Gram on CPU, float32 SVD on an accelerator).
+
+    Returns:
+      The index entries (one per recorded epoch ``0..epochs``, with per-member metrics).
+
+    Raises:
+      ValueError: bad config, or an existing run without ``resume`` / with another config.
+    """
+    config = validate(config)
+    backend = backend or rec_lib.default_backend()
+    cfg_path = os.path.join(out, "config.json")
+    if os.path.exists(cfg_path):
+        if not resume:
+            raise ValueError(
+                f"--out {out}: a run already exists there; pass --resume to "
+                "extend it or choose another directory"
+            )
+        _check_resume(out, config)
+    os.makedirs(out, exist_ok=True)
+    store.write_json(cfg_path, to_dict(config))
+    data = load_data(config) if data is None else data
+    n_steps = steps_per_epoch(config, len(data.y_train))
+    x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    xt, yt = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+    l1, l2 = _member_arrays(config)
+    n_members = len(config.members)
+    ranks = np.full((n_members, config.n_layers), np.iinfo(np.int32).max, np.int64)
+
+    state = init_members(config, n_steps)
+    ck = store.load_checkpoint(out, jax.eval_shape(lambda: state))
+    if ck is not None:
+        start, state = ck[0], ck[1]
+        entries = store.rebuild_index(out, start)
+        store.write_index(out, entries)
+        last = store.read_epoch(out, start)
+        prev = {
+            p: (last[f"{p}/U_top"], last[f"{p}/V_top"])
+            for p in layer_paths(config)
+            if f"{p}/U_top" in last
+        } or None
+        for i, p in enumerate(layer_paths(config)):
+            if f"{p}/rank" not in last:
+                continue
+            full = last[f"{p}/rank"] >= last[f"{p}/s"].shape[1]
+            ranks[:, i] = np.where(full, ranks[:, i], last[f"{p}/rank"]).astype(np.int64)
+    else:
+        start, entries, prev = -1, [], None
+    params, opt = jax.tree_util.tree_map(jnp.asarray, state)
+    todo = range(start + 1, config.epochs + 1)
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(todo, desc=f"dynamics {config.name}", disable=not show or not todo, leave=False)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        if epoch == 0:
+            train_m = np.full((n_members, 3), np.nan)
+        else:
+            idx = jnp.asarray(epoch_indices(config, len(data.y_train), epoch))
+            params, opt, train_m = _epoch_fn(config, n_steps)(params, opt, x, y, idx, l1, l2)
+            train_m = np.asarray(train_m)
+            with rec_lib.blas_threads(1 if max(config.widths) <= 1024 else os.cpu_count() or 1):
+                params = mp_prune_members(config, params, epoch, ranks, backend)
+            jax.block_until_ready(params)
+        t_train = time.perf_counter() - t0
+        with rec_lib.blas_threads(1 if max(config.widths) <= 1024 else os.cpu_count() or 1):
+            arrays, prev = (
+                record_epoch(config, params, ranks, prev, backend) if record else ({}, prev)
+            )
+        t_record = time.perf_counter() - t0 - t_train
+        ce, acc = evaluate(config, params, xt, yt)
+        reg = np.asarray(jax.vmap(penalty)(params, l1, l2))
+        lr = float(config.lr * config.lr_decay ** (max(epoch - 1, 0) // config.lr_decay_every))
+        metrics = {
+            "train_loss": train_m[:, 0],
+            "train_ce": train_m[:, 1],
+            "train_acc": train_m[:, 2],
+            "test_ce": ce,
+            "test_acc": acc,
+            "penalty": reg,
+        }
+        if record:
+            metrics["params_effective"] = sum(
+                arrays[f"{p}/params_effective"] for p in layer_paths(config)
+            )
+        arrays.update({f"metrics/{k}": np.asarray(v, np.float64) for k, v in metrics.items()})
+        summary = {
+            **_arms_summary(config, metrics),
+            "lr": lr,
+            "time_train_s": t_train,
+            "time_record_s": t_record,
+        }
+        store.write_epoch(out, epoch, arrays, summary)
+        store.save_checkpoint(out, epoch, (params, opt))
+        entries.append(
+            {**json.loads(json.dumps(summary)), "epoch": epoch, "file": store.epoch_file(epoch)}
+        )
+        store.write_index(out, entries)
+        bar.set_postfix(acc=f"{np.mean(acc):.3f}")
+    return entries
+
+
+def main_dynamics(argv: list[str] | None = None) -> int:
+    """``mpjax dynamics --config NAME|FILE.json --out DIR [--resume] [--epochs N]``."""
+    parser = argparse.ArgumentParser(prog="mpjax dynamics", description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--config",
+        default=None,
+        help=f"named config {sorted(CONFIGS)} or a JSON file of DynamicsConfig "
+        "fields (default with --resume: the stored one)",
+    )
+    parser.add_argument("--out", required=True, help="run directory")
+    parser.add_argument("--resume", action="store_true", help="extend the run in --out")
+    parser.add_argument("--epochs", type=int, default=None, help="override config.epochs")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    args = parser.parse_args(argv)
+    if args.config is None:
+        stored = os.path.join(args.out, "config.json")
+        if not (args.resume and os.path.exists(stored)):
+            parser.error("--config is required unless --resume finds DIR/config.json")
+        config = _read_config(stored)
+    else:
+        config = load_config(args.config)
+    if args.epochs is not None:
+        config = validate(dataclasses.replace(config, epochs=args.epochs))
+    from mpjax.dynamics import experiments as exp
+
+    result = exp.run_experiment(config, args.out, resume=args.resume, plots=not args.no_plots)
+    print(json.dumps(result, indent=2))
+    return 0

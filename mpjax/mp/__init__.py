@@ -1,0 +1,57 @@
+"""The Marchenko–Pastur law, singular spectra of weight matrices, MP fits and per-layer analysis."""
+
+from mpjax.mp import analysis, fits, law, plots, spectra
+from mpjax.mp.analysis import (
+    Analysis,
+    analyze,
+    analyze_to_dir,
+)
+from mpjax.mp.fits import (
+    METHODS,
+    MPFit,
+    fit,
+    gavish_donoho_lambda,
+    gavish_donoho_omega,
+    hill_alpha,
+    stable_rank,
+)
+from mpjax.mp.law import (
+    cdf,
+    edges,
+    pdf,
+    quantile,
+    singular_edges,
+    tw_cdf,
+    tw_quantile,
+)
+from mpjax.mp.spectra import (
+    matrix_singular_values,
+    singular_values,
+)
+
+__all__ = [
+    "analysis",
+    "fits",
+    "law",
+    "plots",
+    "spectra",
+    "Analysis",
+    "METHODS",
+    "MPFit",
+    "analyze",
+    "analyze_to_dir",
+    "cdf",
+    "edges",
+    "fit",
+    "gavish_donoho_lambda",
+    "gavish_donoho_omega",
+    "hill_alpha",
+    "matrix_singular_values",
+    "pdf",
+    "quantile",
+    "singular_edges",
+    "singular_values",
+    "stable_rank",
+    "tw_cdf",
+    "tw_quantile",
+]

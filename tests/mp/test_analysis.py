@@ -1,0 +1,133 @@
+"""Tests for mpjax.mp.analysis (per-layer report, files, CLI) and mpjax.mp.plots."""
+
+import csv
+import json
+import math
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from mpjax.mp import analysis, plots
+from mpjax.mp import fits as mp
+
+
+def noisy_params(rng):
+    """A Linen-style tree: Dense, attention in/out, Conv, plus a bias and a LayerNorm."""
+
+    def normal(shape, d_in):
+        return (rng.standard_normal(shape) / np.sqrt(d_in)).astype(np.float32)
+
+    return {
+        "Dense_0": {"kernel": normal((48, 96), 48), "bias": np.zeros(96, np.float32)},
+        "attn": {
+            "query": {"kernel": normal((48, 4, 12), 48)},
+            "out": {"kernel": normal((4, 12, 48), 48)},
+        },
+        "Conv_0": {"kernel": normal((3, 3, 4, 32), 36)},
+        "LayerNorm_0": {"scale": np.ones(48, np.float32)},
+    }
+
+
+def test_rows_cover_every_matrix_with_sane_numbers(rng):
+    report = analysis.analyze(noisy_params(rng), progress=False)
+    assert sorted(r["path"] for r in report.rows) == sorted(
+        ["Dense_0/kernel", "attn/query/kernel", "attn/out/kernel", "Conv_0/kernel"]
+    )
+    assert list(report.rows[0]) == list(analysis.COLUMNS)
+    shapes = {r["path"]: r["shape"] for r in report.rows}
+    assert shapes["Dense_0/kernel"] == [96, 48] and shapes["Conv_0/kernel"] == [32, 36]
+    for r in report.rows:
+        d_out, d_in = r["shape"]
+        p, n = min(d_out, d_in), max(d_out, d_in)
+        assert r["status"] == "ok"
+        # N(0, 1/d_in) weights: edge (sqrt(n) + sqrt(p)) / sqrt(d_in), within finite-size slack
+        assert r["sigma_plus"] == pytest.approx((np.sqrt(n) + np.sqrt(p)) / np.sqrt(d_in), rel=0.08)
+        assert 0.9 <= r["bulk_fraction"] <= 1.0 and r["n_spikes"] <= 3
+        assert r["alpha_hill"] > 1 and 1 <= r["stable_rank"] <= p
+        assert report.spectra[r["path"]].shape == (p,)
+        assert report.fits[r["path"]].edge == r["sigma_plus"]
+
+
+def test_include_exclude_and_spectra_methods_agree(rng):
+    params = noisy_params(rng)
+    only = analysis.analyze(params, include="attn/*", exclude="*out*", progress=False)
+    assert [r["path"] for r in only.rows] == ["attn/query/kernel"]
+    gram = analysis.analyze(params, progress=False)
+    svd = analysis.analyze(params, spectra_method="svd", progress=False)
+    for a, b in zip(gram.rows, svd.rows, strict=True):
+        assert a["sigma_plus"] == pytest.approx(b["sigma_plus"], rel=1e-4)
+    with pytest.raises(ValueError, match="no weight matrix"):
+        analysis.analyze(params, include="nothing*", progress=False)
+
+
+def test_nan_weight_names_the_layer(rng):
+    params = noisy_params(rng)
+    params["attn"]["out"]["kernel"][0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="attn/out/kernel"):
+        analysis.analyze(params, progress=False)
+
+
+def test_degenerate_layers_get_status_and_files_hold_no_nan(rng, tmp_path):
+    u = rng.standard_normal((48, 2))  # shapes shared with noisy_params: no new compiles
+    params = {
+        "tiny": {"kernel": rng.standard_normal((4, 6)).astype(np.float32)},
+        "zero": {"kernel": np.zeros((36, 32), np.float32)},
+        "lowrank": {"kernel": (u @ rng.standard_normal((2, 48))).astype(np.float32)},
+        "good": {"kernel": rng.standard_normal((48, 48)).astype(np.float32)},
+    }
+    report = analysis.analyze(params, progress=False)
+    status = {r["path"].split("/")[0]: r["status"].split(":")[0] for r in report.rows}
+    assert status == {
+        "tiny": "too_small",
+        "zero": "all_zero",
+        "lowrank": "rank_deficient",
+        "good": "ok",
+    }
+    for r in report.rows:
+        for key, value in r.items():
+            if isinstance(value, float):
+                assert math.isfinite(value), (r["path"], key)
+    assert report.row("zero/kernel")["alpha_hill"] is None
+    report.to_json(tmp_path / "a.json")  # allow_nan=False: would raise on NaN
+    report.to_csv(tmp_path / "a.csv")
+    layers = json.loads((tmp_path / "a.json").read_text())["layers"]
+    assert [x["path"] for x in layers] == [r["path"] for r in report.rows]
+    rows = {r["path"]: r for r in csv.DictReader(open(tmp_path / "a.csv"))}
+    assert rows["zero/kernel"]["shape"] == "32x36" and rows["zero/kernel"]["alpha_hill"] == ""
+    assert "nan" not in (tmp_path / "a.csv").read_text().lower()
+
+
+def test_analyze_to_dir_writes_report_and_caps_panels(rng, tmp_path):
+    params = {
+        f"Dense_{i}": {"kernel": rng.standard_normal((48, 48)).astype(np.float32)} for i in range(5)
+    }
+    report = analysis.analyze_to_dir(params, tmp_path / "rep", max_panels=3, progress=False)
+    for name in ("analysis.csv", "analysis.json", "esd_grid.png", "edges.png"):
+        path = tmp_path / "rep" / name
+        assert path.stat().st_size > 100, name
+    assert plots.esd_grid(report, tmp_path / "g.png", max_panels=2) == 2
+    assert len(report) == 5
+
+
+def test_main_analyze_uses_load_source(rng, tmp_path, monkeypatch, capsys):
+    params = noisy_params(rng)
+    fake = types.ModuleType("mpjax.models.convert")
+    fake.load_source = lambda source: (params, {"source": source})
+    monkeypatch.setitem(sys.modules, "mpjax.models.convert", fake)
+    out = tmp_path / "out"
+    rc = analysis.main_analyze(
+        ["fake-src", "--out", str(out), "--method", "calibrated", "--exclude", "Conv*"]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "3 layers" in printed
+    layers = json.loads((out / "analysis.json").read_text())
+    assert layers["config"]["method"] == "calibrated" and len(layers["layers"]) == 3
+
+
+def test_bad_fit_options_fail_before_spectra(rng):
+    with pytest.raises(ValueError, match="beta"):
+        analysis.analyze(noisy_params(rng), beta=1.5, progress=False)
+    assert mp.METHODS == ("bema", "gavish_donoho", "calibrated")

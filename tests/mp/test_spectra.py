@@ -1,0 +1,124 @@
+"""Tests for mpjax.mp.spectra: known spectra, tree batching, dtypes, jit, compile cache."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mpjax import tree
+from mpjax.mp import spectra
+
+
+def known_matrix(rng, shape, dtype):
+    """``U diag(s) V^T`` with a planted descending spectrum spread over two decades."""
+    p = min(shape)
+    u, _ = np.linalg.qr(rng.standard_normal((shape[0], p)))
+    v, _ = np.linalg.qr(rng.standard_normal((shape[1], p)))
+    s = np.sort(np.geomspace(0.1, 10.0, p) * rng.uniform(0.9, 1.1, p))[::-1]
+    return (u * s) @ v.T, s
+
+
+@pytest.mark.parametrize("method", ["gram", "svd"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(24, 40), (40, 24)])  # one compiled (24, 40) batch each
+def test_known_spectrum_recovered(rng, method, dtype, shape):
+    w, s = known_matrix(rng, shape, dtype)
+    w = w.astype(dtype)
+    ref = np.linalg.svd(w.astype(np.float64), compute_uv=False)  # exact spectrum of the rounded w
+    got = spectra.matrix_singular_values(w, method=method, dtype=dtype)
+    eps = np.finfo(dtype).eps
+    assert got.dtype == dtype and got.shape == (min(shape),)
+    assert np.all(np.diff(got) <= 0), "not descending"
+    if method == "svd":  # backward stable: absolute error ~ eps * s_1
+        np.testing.assert_allclose(got, ref, rtol=0, atol=50 * eps * ref[0])
+    else:  # Gram squares: error on s^2 ~ eps * s_1^2
+        np.testing.assert_allclose(
+            got.astype(np.float64) ** 2, ref**2, rtol=0, atol=50 * eps * ref[0] ** 2
+        )
+    # and the planted values themselves, to the precision the input carries
+    np.testing.assert_allclose(ref, s, rtol=0, atol=20 * eps * s[0])
+
+
+def params_tree(rng):
+    return {
+        "Dense_0": {
+            "kernel": rng.standard_normal((20, 12)).astype(np.float32),
+            "bias": np.zeros(12, np.float32),
+        },
+        "attn": {
+            "query": {"kernel": rng.standard_normal((12, 2, 4)).astype(np.float32)},
+            "out": {"kernel": rng.standard_normal((2, 4, 12)).astype(np.float32)},
+        },
+        "Conv_0": {"kernel": rng.standard_normal((3, 3, 2, 8)).astype(np.float32)},
+        "Dense_1": {"kernel": rng.standard_normal((12, 20)).astype(np.float32)},
+    }
+
+
+@pytest.mark.parametrize("method", ["gram", "svd"])
+def test_tree_matches_numpy_per_view(rng, method):
+    params = params_tree(rng)
+    views = tree.select(params)
+    out = spectra.singular_values(params, views, method=method)
+    assert list(out) == list(views)  # tree order kept, bias skipped
+    for path, w in tree.matrices(params, views).items():
+        ref = np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)
+        assert out[path].shape == (min(views[path].shape),)
+        np.testing.assert_allclose(out[path], ref, rtol=1e-4, atol=1e-4 * ref[0])
+
+
+def test_float64_and_half_inputs(rng):
+    w = rng.standard_normal((16, 24))
+    s64 = spectra.matrix_singular_values(w)  # float64 input stays float64
+    assert s64.dtype == np.float64
+    np.testing.assert_allclose(s64, np.linalg.svd(w, compute_uv=False), rtol=1e-12)
+    s16 = spectra.matrix_singular_values(jnp.asarray(w, jnp.bfloat16))
+    assert s16.dtype == np.float32
+    np.testing.assert_allclose(s16, s64, rtol=2e-2, atol=2e-2 * s64[0])
+    assert jnp.zeros(2).dtype == jnp.float32  # enable_x64 did not leak
+
+
+@pytest.mark.parametrize("method", ["gram", "svd"])
+def test_jit_equals_eager(rng, method):
+    stack = jnp.asarray(rng.standard_normal((3, 10, 16)), jnp.float32)
+    fn = spectra.batched_function(method)
+    jitted = np.asarray(fn(stack))
+    one = spectra._gram_one if method == "gram" else spectra._svd_one
+    eager = np.stack([np.asarray(one(a)) for a in stack])  # op-by-op dispatch, no outer jit
+    np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-5 * jitted.max())
+
+
+def test_no_recompile_on_second_call(rng):
+    spectra.singular_values(params_tree(rng))
+    before = spectra.compile_count("gram")
+    assert before >= 2
+    out = spectra.singular_values(params_tree(np.random.default_rng(1)))  # same shapes, new data
+    assert spectra.compile_count("gram") == before
+    spectra.singular_values({"x": {"kernel": np.ones((5, 13), np.float32)}})  # a new shape
+    assert spectra.compile_count("gram") == before + 2  # counter can see a compile
+    assert all(np.all(np.isfinite(s)) for s in out.values())
+
+
+def test_same_shape_layers_batched_once(rng, monkeypatch):
+    calls = []
+    real = spectra._run_batch
+    monkeypatch.setattr(
+        spectra, "_run_batch", lambda stack, *a: calls.append(len(stack)) or real(stack, *a)
+    )
+    params = {
+        f"b{i}": {"kernel": rng.standard_normal((8, 12)).astype(np.float32)} for i in range(5)
+    }
+    # same (p, n) but the other memory order: its own batch, contracted as a^T a, no copy
+    params["t"] = {"kernel": rng.standard_normal((12, 8)).astype(np.float32)}
+    out = spectra.singular_values(params)
+    assert sorted(calls) == [1, 5]
+    for path, w in tree.matrices(params).items():
+        ref = np.linalg.svd(w.astype(np.float64), compute_uv=False)
+        np.testing.assert_allclose(out[path], ref, rtol=1e-4, atol=1e-4 * ref[0])
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="method"):
+        spectra.matrix_singular_values(np.eye(3), method="qr")
+    with pytest.raises(ValueError, match="2-D"):
+        spectra.matrix_singular_values(np.ones((2, 2, 2)))
+    with pytest.raises(ValueError, match="dtype"):
+        spectra.matrix_singular_values(np.eye(3), dtype=np.int32)
