@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TORCH  ?= torch==2.13.0
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test venv data lint bench clean
+.PHONY: demo test venv data lint bench clean docs
 
 venv: $(STAMP)
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,torch]"
+	$(PY) -m pip install -q -e ".[test,torch,docs]"
 	touch $(STAMP)
 
 data:
@@ -32,6 +32,10 @@ demo: venv data
 test: venv data
 	MPJAX_NOTEBOOK_CONFIG=small $(PY) -m pytest -q -n 2 --durations=15 --doctest-modules mpjax tests
 
+# The documentation site (docs/, mkdocs.yml) into site/; --strict fails on any warning.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 lint: venv
 	$(VENV)/bin/ruff check mpjax tests
 
@@ -39,4 +43,4 @@ bench: venv data
 	$(VENV)/bin/mpjax bench spectra
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) runs site

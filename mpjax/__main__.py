@@ -1,5 +1,5 @@
 """``python -m mpjax``: the command line."""
 
-from mpjax.cli.dispatch import main
+from mpjax.cli import main
 
 raise SystemExit(main())

@@ -42,7 +42,7 @@ PyTree = Any
 
 #: Format tags written into ``meta``; a directory with another tag is "foreign".
 PARAMS_FORMAT = "mpjax.params/1"
-TRAIN_FORMAT = "mpjax.training.recipes/1"
+TRAIN_FORMAT = "mpjax.train/1"
 
 
 def _shapes(tree: PyTree) -> dict[str, list]:

@@ -11,6 +11,9 @@ An export directory holds
   for 2:4 layers that meet the kernel's shape rules, ``"dense"`` with the reason otherwise),
   MAC accounting (:mod:`mpjax.arch.macs`) and the sha256 of each safetensors file.
 
+The command ``mpjax export`` (:mod:`mpjax.cli.export`) loads a source and calls
+:func:`export_vit`; see `docs/method/runtime.md` for the 2:4 execution rule and the runtime.
+
 Sparse execution rule (torch 2.13 ``torch/sparse/semi_structured.py``,
 ``SparseSemiStructuredTensorCUSPARSELT._DTYPE_SHAPE_CONSTRAINTS``): fp16/bf16 weights whose
 rows and columns are both ``>= 16`` and multiples of 16, 2:4 along ``d_in`` (at most 2
@@ -18,13 +21,13 @@ non-zeros in every 4 consecutive inputs). The CUTLASS backend needs multiples of
 the manifest records that too. Wider patterns (6:12, 8:16, 12:16) are exported, counted at
 ``k/n`` of their MACs, and always executed dense: no 2:4 kernel can run them.
 
-This module imports neither JAX nor torch at import time, so the torch runtime can use its
-rules on a machine without JAX.
+This module imports neither JAX nor torch at import time (only :mod:`mpjax.arch`), so the
+torch runtime can use its rules on a machine without JAX; :func:`to_timm` and
+:func:`export_vit` import the JAX side when called.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import json
@@ -36,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from mpjax.arch import macs
+from mpjax import arch
 
 SCHEMA = "mpjax-export"
 SCHEMA_VERSION = 1
@@ -74,7 +77,7 @@ def semi_structured_eligible(d_out: int, d_in: int, dtype: str = "float16") -> t
     return True, ""
 
 
-def layer_map(dims: macs.ViTDims) -> list[dict[str, Any]]:
+def layer_map(dims: arch.ViTDims) -> list[dict[str, Any]]:
     """The linear layers of a big_vision ViT: ``[{torch, flax: [paths], layer_type}]``."""
     out = [{"torch": "patch_embed.proj", "flax": ["embedding/kernel"], "layer_type": "patch_embed"}]
     for i in range(dims.layers):
@@ -120,7 +123,7 @@ def to_timm(params: Any, config: Any) -> dict[str, np.ndarray]:
     Thin wrapper over :func:`mpjax.models.convert.flax_to_timm` (q/k/v fused into ``qkv``),
     accepting ``{"params": ...}`` or the inner dict.
     """
-    from mpjax.models.convert import flax_to_timm
+    from mpjax.models import flax_to_timm
 
     inner = params.get("params", params) if isinstance(params, Mapping) else params
     return {k: np.ascontiguousarray(np.asarray(v)) for k, v in flax_to_timm(inner, config).items()}
@@ -141,7 +144,8 @@ def check_nm_matrix(mask: np.ndarray, pattern: str, name: str) -> float:
     Returns:
       The kept fraction of the mask.
     """
-    k, n = macs.parse_pattern(pattern)
+    # An export also describes layers it leaves dense, so k == n (and "dense") are accepted.
+    k, n = arch.parse_pattern(pattern, allow_dense=True)
     if mask.shape[1] % n:
         raise ValueError(f"{name}: d_in={mask.shape[1]} is not divisible by n={n} of {pattern}.")
     counts = mask.reshape(mask.shape[0], -1, n).sum(-1)
@@ -168,7 +172,7 @@ def _layer_masks(flat_masks: Mapping[str, np.ndarray], entry: Mapping[str, Any])
 
 
 def plan_layers(
-    dims: macs.ViTDims,
+    dims: arch.ViTDims,
     flat_masks: Mapping[str, np.ndarray],
     patterns: str | Mapping[str, str | None] | None,
     permutations: Mapping[str, np.ndarray],
@@ -225,7 +229,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def _config_dict(config: Any, dims: macs.ViTDims) -> dict[str, Any]:
+def _config_dict(config: Any, dims: arch.ViTDims) -> dict[str, Any]:
     get = config.get if isinstance(config, Mapping) else lambda k, d=None: getattr(config, k, d)
     # mpjax.models.vit (like timm) uses exact GELU and LayerNorm eps 1e-6 unless told otherwise.
     approx = get("gelu_approximate", False)
@@ -281,8 +285,8 @@ def export_vit(
 
     if dtype not in ("float32", "float16"):
         raise ValueError(f"dtype: {dtype!r}; export as 'float32' or 'float16'.")
-    dims = macs.vit_dims(config)
-    rs = macs.per_block_r(tome_r, dims.layers)
+    dims = arch.vit_dims(config)
+    rs = arch.per_block_r(tome_r, dims.layers)
     flat_masks = {} if masks is None else _flat(masks)
     permutations = {p: np.asarray(v, np.int64) for p, v in (permutations or {}).items()}
     layers = plan_layers(dims, flat_masks, patterns, permutations)
@@ -304,7 +308,7 @@ def export_vit(
                 )
             mask_sd[row["permutation"]["key"]] = perm
     sd = {k: v.astype(dtype) for k, v in sd.items()}
-    rep = macs.vit_macs(dims, {r["torch"]: r["pattern"] for r in layers if r["pattern"]}, tome_r)
+    rep = arch.vit_macs(dims, {r["torch"]: r["pattern"] for r in layers if r["pattern"]}, tome_r)
     per_layer = {r.name: r.macs for r in rep.rows}
     for row in layers:
         row["macs"] = per_layer[row["torch"]]
@@ -341,44 +345,3 @@ def export_vit(
                 os.chmod(os.path.join(tmp, name), 0o644)
                 os.replace(os.path.join(tmp, name), out / name)
     return manifest
-
-
-def main_export(argv: list[str] | None = None) -> int:
-    """``mpjax export``: export a ViT (optionally N:M-pruned by magnitude) for the torch runtime."""
-    ap = argparse.ArgumentParser(prog="mpjax export", description=main_export.__doc__)
-    ap.add_argument("source", help="models.convert.load_source: vit-b16, orbax dir, .npz, ...")
-    ap.add_argument("--out", required=True, help="export directory")
-    ap.add_argument("--arch", default=None, help="ViT config (b16, l16, ...) if not inferable")
-    ap.add_argument("--nm", default=None, help="prune block Linears by magnitude, e.g. 2:4")
-    ap.add_argument("--pattern", default="2:4", help="pattern of the checkpoint's masks")
-    ap.add_argument("--tome-r", type=int, default=0)
-    ap.add_argument("--dtype", default="float32", choices=("float32", "float16"))
-    args = ap.parse_args(argv)
-    from mpjax.models import convert, vit
-
-    params, info = convert.load_source(args.source)
-    config = vit.config_for(args.arch) if args.arch else info.get("config")
-    if config is None:
-        raise ValueError(f"--arch: cannot infer the ViT config of {args.source}; pass e.g. b16.")
-    if info.get("layout") == "timm":
-        params = convert.timm_to_flax(params, config)
-    elif info.get("layout") == "hf":
-        params = convert.hf_to_flax(params, config)
-    masks, pattern = info.get("masks"), args.pattern
-    if args.nm:
-        from mpjax import tree
-        from mpjax.pruning import masks as masks_mod
-
-        k, n = macs.parse_pattern(args.nm)
-        views = tree.select(params, include=["*encoderblock_*/*/kernel"])
-        masks, pattern = masks_mod.nm_masks(params, k, n, views=views), args.nm
-    man = export_vit(
-        params, config, args.out, masks=masks, patterns=pattern, tome_r=args.tome_r,
-        dtype=args.dtype,
-    )  # fmt: skip
-    n_sparse = sum(r["execution"] == "sparse" for r in man["layers"])
-    print(
-        f"exported to {args.out}: {len(man['layers'])} linear layers, {n_sparse} marked sparse; "
-        f"{man['macs']['gmac']:.3f} GMAC, {100 * man['macs']['reduction']:.2f}% below dense"
-    )
-    return 0

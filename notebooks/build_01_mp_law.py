@@ -18,7 +18,7 @@ A weight matrix `W` (shape `(d_out, d_in)`, `p = min`, `n = max`, `y = p/n`) tha
 noise has a spectrum that follows the Marchenko–Pastur (MP) law; structure learned by training
 shows up as **spikes** above the bulk edge. mpjax fits the bulk on the eigenvalue scale
 `lambda_i = s_i^2 / d_in` and reports the edge on the singular-value scale,
-`sigma_plus = sqrt(d_in * lambda_plus)` (SPEC §1-3).
+`sigma_plus = sqrt(d_in * lambda_plus)` (see `docs/method/mp-law.md`).
 
 This notebook checks, with asserts:
 1. the MP law against Gaussian matrices of several aspect ratios;
@@ -90,7 +90,7 @@ plt.show()""",
     ),
     (
         "md",
-        """The SPEC reference check: `W ~ N(0, 1/d_in)`, BEMA with `alpha = 0.25, beta = 0.8`.
+        """The reference check of the papers: `W ~ N(0, 1/d_in)`, BEMA with `alpha = 0.25, beta = 0.8`.
 The asymptotic edges are `(sqrt(n) + sqrt(p)) / sqrt(d_in)`: 2.0, 3.0 and 1.5.""",
     ),
     (

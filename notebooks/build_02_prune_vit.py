@@ -14,7 +14,7 @@ CELLS = [
         "md",
         """# Pruning a ViT step by step
 
-The pipeline that `mpjax prune` / `mpjax demo` run (`mpjax.pipeline.job.run`), one step at a time
+The pipeline that `mpjax prune` / `mpjax demo` run (`mpjax.pipeline.run`), one step at a time
 on the Fashion-MNIST ViT shipped with mpjax (4 blocks, width 64, 17 tokens, 88.74% test
 accuracy), with a plot for each step:
 
@@ -22,9 +22,9 @@ accuracy), with a plot for each step:
 2. fit the Marchenko–Pastur (MP) law to every block matrix (`mpjax.mp.analysis`);
 3. turn the spectral edges into SEB layer weights and per-layer budgets (`mpjax.pruning.budgets`);
 4. masks: magnitude vs SEB at 50% unstructured; 2:4 magnitude vs CAST with an input-channel
-   permutation baked in (`mpjax.pruning.permute`, `mpjax.pruning.cast`);
-5. ToMe token counts and MAC accounting (`mpjax.arch.macs`);
-6. a short frozen-mask distillation from the dense model (`mpjax.training.loop`);
+   permutation baked in (`mpjax.pruning.permute_vit`, `mpjax.pruning.cast`);
+5. ToMe token counts and MAC accounting (`mpjax.arch.vit_macs`);
+6. a short frozen-mask distillation from the dense model (`mpjax.training.distill`);
 7. accuracy vs sparsity for the methods side by side.
 
 Every claim the notebook illustrates is asserted. `MPJAX_NOTEBOOK_CONFIG=small` selects the
@@ -49,13 +49,11 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import mpjax
-from mpjax.mp import analysis, plots
-from mpjax.pruning import budgets as budget, cast, masks, permute, registry as prune
-from mpjax import data, tree
-from mpjax.training import loop as distill, recipes as train
-from mpjax.arch import macs
-from mpjax.pipeline import job as pipeline
+from mpjax import arch, data, training, tree
 from mpjax.models import vit
+from mpjax.mp import analysis, plots
+from mpjax.pipeline import VIT_BLOCKS, MacSummary, PruneReport, format_table
+from mpjax.pruning import budgets, cast, masks, permute_vit, prune, validate_nm
 
 %matplotlib inline
 T_START = time.perf_counter()
@@ -65,7 +63,7 @@ N_EVAL = 2000 if SMALL else 10000                  # test images evaluated
 DISTILL_STEPS = 50 if SMALL else 200               # frozen-mask distillation steps
 SPARSITIES = [0.3, 0.5, 0.7] if SMALL else [0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
 CALIB_IMAGES = 256                                 # as `mpjax prune` (PruneJob.calib_images)
-INCLUDE = pipeline.VIT_BLOCKS                      # qkv, out, fc1, fc2 of every block
+INCLUDE = VIT_BLOCKS                               # qkv, out, fc1, fc2 of every block
 
 
 def short(path):
@@ -81,21 +79,21 @@ print(MODE, "| test images", N_EVAL, "| distill steps", DISTILL_STEPS, "| sparsi
     (
         "md",
         """## 1. Model, data, dense accuracy
-`load_shipped_model` returns Linen params in the big_vision layout and the `ViTConfig`;
-`train.vit_apply_fn(config, tome_r)` is the (cached, so compiled once) apply function that
-`distill.evaluate` and `distill.distill` take.""",
+`training.load_shipped_model` returns Linen params in the big_vision layout and the `ViTConfig`;
+`training.vit_apply_fn(config, tome_r)` is the (cached, so compiled once) apply function that
+`training.evaluate` and `training.distill` take.""",
     ),
     (
         "code",
-        """params, config, info = train.load_shipped_model()
-apply_fn = train.vit_apply_fn(config)
+        """params, config, info = training.load_shipped_model()
+apply_fn = training.vit_apply_fn(config)
 x_train, y_train = data.load_fashion_mnist("train")
 x_test, y_test = data.load_fashion_mnist("test")
 test = (x_test[:N_EVAL], y_test[:N_EVAL])
 
 
 def accuracy(p, tome_r=0):
-    return distill.evaluate(p, train.vit_apply_fn(config, tome_r), *test)
+    return training.evaluate(p, training.vit_apply_fn(config, tome_r), *test)
 
 
 acc_dense = accuracy(params)
@@ -163,20 +161,20 @@ Spectral edge budgeting prunes the globally smallest `|W_ij| / w_l`, with
 `w_l = max(0.1, 1 + beta * d(s) * z_l)` and `z_l` the z-score of the layer's `sigma_plus`
 (the Hill exponent at `s <= 0.2`), `d(s) = max(0, 1 - s / s_d)`. A layer with a higher edge gets
 a larger `w_l` and is pruned harder; the reweighting fades out as `s` approaches `s_d`.
-`budget.budget_of(masks)` reads the per-layer budget a mask realises.""",
+`budgets.budget_of(masks)` reads the per-layer budget a mask realises.""",
     ),
     (
         "code",
-        """signals = budget.layer_signals(params, views)      # the spectral signals, computed once
+        """signals = budgets.layer_signals(params, views)      # the spectral signals, computed once
 paths = list(views)
 order = np.argsort([signals[p]["edge"] for p in paths])
-w = {s: budget.seb_weights(signals, s) for s in SPARSITIES}
+w = {s: budgets.seb_weights(signals, s) for s in SPARSITIES}
 pruned_u, masks_u, reports_u = {}, {}, {}
 for method in ("magnitude", "seb"):
-    out = prune.prune(params, method, "unstructured", 0.5, include=INCLUDE,
-                      signals=signals if method == "seb" else None)
+    out = prune(params, method, "unstructured", 0.5, include=INCLUDE,
+                signals=signals if method == "seb" else None)
     pruned_u[method], masks_u[method], reports_u[method] = out
-budgets = {m: tree.flatten(budget.budget_of(masks_u[m])) for m in masks_u}
+layer_budgets = {m: tree.flatten(budgets.budget_of(masks_u[m])) for m in masks_u}
 
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.6), gridspec_kw={"width_ratios": [1, 1, 1.4]})
 edges = [signals[paths[i]]["edge"] for i in order]
@@ -191,8 +189,8 @@ axes[1].legend(fontsize=7)
 for ax in axes[:2]:
     ax.set_xticks(range(len(paths)), [short(paths[i]) for i in order], rotation=90, fontsize=6)
 x = np.arange(len(paths))
-axes[2].bar(x - 0.2, [budgets["magnitude"][p] for p in paths], 0.4, label="global magnitude")
-axes[2].bar(x + 0.2, [budgets["seb"][p] for p in paths], 0.4, label="SEB")
+axes[2].bar(x - 0.2, [layer_budgets["magnitude"][p] for p in paths], 0.4, label="global magnitude")
+axes[2].bar(x + 0.2, [layer_budgets["seb"][p] for p in paths], 0.4, label="SEB")
 axes[2].axhline(0.5, color="k", lw=0.8, ls=":")
 axes[2].set_xticks(x, [short(p) for p in paths], rotation=90, fontsize=6)
 axes[2].set_title("per-layer sparsity at 50% overall", fontsize=9)
@@ -203,12 +201,12 @@ plt.show()
 w5 = reports_u["seb"]["layer_weights"]
 print("w_l at s = 0.5:", f"min {min(w5.values()):.3f}, max {max(w5.values()):.3f}")
 for s in SPARSITIES:
-    print(f"s = {s}: regime {budget.seb_regime(s)}")
+    print(f"s = {s}: regime {budgets.seb_regime(s)}")
 assert w5 == w[0.5]
 # at s = 0.5 every layer type has the same beta, so w_l follows sigma_plus exactly
 assert np.all(np.diff([w5[paths[i]] for i in order]) >= 0)
 # a larger w_l means a harder-pruned layer than under plain global magnitude
-shift = np.array([budgets["seb"][p] - budgets["magnitude"][p] for p in paths])
+shift = np.array([layer_budgets["seb"][p] - layer_budgets["magnitude"][p] for p in paths])
 assert np.corrcoef([w5[p] for p in paths], shift)[0, 1] > 0.5""",
     ),
     (
@@ -236,7 +234,7 @@ for method in ("magnitude", "seb"):
         """### 2:4: magnitude vs CAST, with a permutation
 A 2:4 mask keeps 2 of every 4 consecutive inputs (`d_in`) of each row. Two things help it:
 
-* **permutation** (`permute.permute_vit`): reorder the inputs of `fc2` (and of `out`, within each
+* **permutation** (`permute_vit`): reorder the inputs of `fc2` (and of `out`, within each
   head) so that each group of 4 mixes strong and weak columns, and permute the producing layer's
   outputs (`fc1`, `value`) to match. The dense function is unchanged.
 * **CAST** (`method="cast"`): instead of the top-2 `|W|` per group, pick the pattern that
@@ -252,10 +250,10 @@ and again from the permuted model for CAST.""",
         "code",
         """rng = np.random.default_rng(0)                     # PruneJob.seed
 calib_idx = rng.choice(len(x_train), CALIB_IMAGES, replace=False)
-calib_x = distill.prepare_images(x_train[calib_idx])
+calib_x = training.prepare_images(x_train[calib_idx])
 _, inputs = vit.layer_inputs(config, params, calib_x)
-params_p, perms = permute.permute_vit(params, 4, calib_inputs=inputs)
-x_chk = distill.prepare_images(x_test[:1000])
+params_p, perms = permute_vit(params, 4, calib_inputs=inputs)
+x_chk = training.prepare_images(x_test[:1000])
 perm_err = float(np.max(np.abs(np.asarray(apply_fn(params, x_chk)) - np.asarray(apply_fn(params_p, x_chk)))))
 print(f"permuted {len(perms)} consumer layers; max |logit change| on 1000 images: {perm_err:.2e}")
 assert len(perms) == 8 and perm_err < 1e-5          # 4 x (fc1 -> fc2, value -> out)
@@ -267,10 +265,10 @@ for name, p0, method in [("magnitude 2:4", params, "magnitude"),
                          ("magnitude 2:4 + perm", params_p, "magnitude"),
                          ("CAST 2:4 + perm", params_p, "cast")]:
     kw = dict(calib_covs=covs) if method == "cast" else {}
-    pruned, m, rep = prune.prune(p0, method, "2:4", include=INCLUDE, **kw)
-    masks.validate_nm(m, 2, 4)                      # raises on any bad group
+    pruned, m, rep = prune(p0, method, "2:4", include=INCLUDE, **kw)
+    validate_nm(m, 2, 4)                            # raises on any bad group
     assert rep["summary"]["pruned_layers_sparsity"] == 0.5 and not rep["skipped"]
-    nm[name] = dict(params=pruned, masks=m, dense=p0, acc=accuracy(pruned))
+    nm[name] = dict(params=pruned, masks=m, dense=p0, acc=accuracy(pruned), summary=rep["summary"])
     print(f"{name:>21}: valid 2:4 on {len(views)} layers, accuracy {nm[name]['acc']:.4f}")""",
     ),
     (
@@ -318,7 +316,7 @@ assert nm["CAST 2:4 + perm"]["acc"] > nm["magnitude 2:4"]["acc"]""",
         "md",
         """## 5. ToMe and MAC accounting
 Token merging (ToMe) with `r` merges per block shrinks the token count from block to block
-(`vit.token_counts`; the class token is never merged). `macs.vit_macs` counts multiply-adds per
+(`vit.token_counts`; the class token is never merged). `arch.vit_macs` counts multiply-adds per
 image: a linear layer on `T` tokens costs `T d_in d_out` (`k/n` of that with a `k:n` mask), the
 attention matmuls `2 T^2 D`. The per-layer counts of `masks.summary` (what `prune` reports, with
 the tokens each layer sees) agree with `vit_macs`'s block linear layers.""",
@@ -330,8 +328,8 @@ rows = []
 for r in (0, 1, 2):
     counts = vit.token_counts(config, r)
     tokens = {p: counts[int(p.split("encoderblock_")[1].split("/")[0])] for p in views}
-    dense_rep = macs.vit_macs(config, tome_r=r)
-    sparse_rep = macs.vit_macs(config, dict.fromkeys(("qkv", "proj", "fc1", "fc2"), "2:4"), tome_r=r)
+    dense_rep = arch.vit_macs(config, tome_r=r)
+    sparse_rep = arch.vit_macs(config, dict.fromkeys(("qkv", "proj", "fc1", "fc2"), "2:4"), tome_r=r)
     summ = masks.summary(cast_params, nm["CAST 2:4 + perm"]["masks"], tokens=tokens, views=views)
     block_linear = sum(row.macs for row in sparse_rep.rows if row.layer_type in ("qkv", "proj", "fc1", "fc2"))
     assert summ["macs"] == block_linear            # prune's accounting == vit_macs
@@ -368,23 +366,28 @@ plt.show()""",
         "md",
         """## 6. Frozen-mask distillation
 A short distillation of the dense (permuted) model into the CAST 2:4 model, with the
-settings `train.DISTILL_CONFIGS["fmnist-vit"]` (AdamW, warmup + cosine,
-`L = 0.5 CE_ls + 0.5 tau^2 KL`, `tau = 2`); `distill.masked_updates` keeps every pruned weight
+settings `training.DISTILL_CONFIGS["fmnist-vit"]` (AdamW, warmup + cosine,
+`L = 0.5 CE_ls + 0.5 tau^2 KL`, `tau = 2`); `training.masked_updates` keeps every pruned weight
 at exactly zero.""",
     ),
     (
         "code",
-        """dcfg = dataclasses.replace(train.DISTILL_CONFIGS["fmnist-vit"], num_steps=DISTILL_STEPS,
+        """dcfg = dataclasses.replace(training.DISTILL_CONFIGS["fmnist-vit"], num_steps=DISTILL_STEPS,
                            warmup_steps=max(1, DISTILL_STEPS // 10), log_every=5, progress=False)
 workdir = tempfile.mkdtemp(prefix="mpjax_nb02_")
-student, dsum = distill.distill(cast_params, params_p, nm["CAST 2:4 + perm"]["masks"], apply_fn,
-                                (x_train, y_train), dcfg, workdir)
+student, dsum = training.distill(cast_params, params_p, nm["CAST 2:4 + perm"]["masks"], apply_fn,
+                                 (x_train, y_train), dcfg, workdir)
 acc_pruned, acc_distilled = nm["CAST 2:4 + perm"]["acc"], accuracy(student)
 log = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
 print(f"{dsum['steps']} steps of batch {dcfg.batch_size} in {dsum['seconds']:.1f} s")
-result = dict(acc_dense=acc_dense, acc_pruned=acc_pruned, acc_distilled=acc_distilled,
-              sparsity=0.5, macs=dict(reduction=1 - rows[0]["sparse"] / rows[0]["base"]))
-print(pipeline.format_table(result))
+report = PruneReport(              # what `mpjax prune` would report for these steps
+    source="shipped", method="cast", pattern="2:4", permuted=True, sparsity=0.5,
+    global_sparsity=nm["CAST 2:4 + perm"]["summary"]["sparsity"],
+    macs=MacSummary(dense_gmac=rows[0]["base"] / 1e9, pruned_gmac=rows[0]["sparse"] / 1e9,
+                    reduction=1 - rows[0]["sparse"] / rows[0]["base"]),
+    acc_dense=acc_dense, acc_pruned=acc_pruned, acc_distilled=acc_distilled,
+)
+print(format_table(report))
 for path, m in tree.flatten(nm["CAST 2:4 + perm"]["masks"]).items():
     w_ = np.asarray(tree.flatten(student)[path])
     assert np.all(w_[~np.asarray(m)] == 0)                         # pruned weights stay zero
@@ -413,8 +416,8 @@ dense spectra computed once (`signals`).""",
     for method in ("magnitude", "seb"):
         if (method, s) in acc:
             continue
-        p_s, m_s, rep = prune.prune(params, method, "unstructured", s, include=INCLUDE,
-                                    signals=signals if method == "seb" else None)
+        p_s, m_s, rep = prune(params, method, "unstructured", s, include=INCLUDE,
+                              signals=signals if method == "seb" else None)
         kept = sum(r["kept"] for r in rep["summary"]["layers"] if r["pruned"])
         assert n_weights - kept == int(np.floor(s * n_weights + 0.5))   # exact sparsity
         acc[method, s] = accuracy(p_s)

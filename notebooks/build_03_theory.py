@@ -18,14 +18,14 @@ CELLS: list[tuple[str, str]] = [
 
 A layer `A = S + R` (kept `S`, removed `R`) of a network `z(s) = psi2(A psi1(s))` is moved along
 `A_theta = S + theta R`. With `L_s` a provable `l_inf -> l_inf` Lipschitz bound of `psi2`
-(product of downstream `||W_k||_inf` for ReLU MLPs) the **data-path budget** is
+(product of downstream `||W_k||_inf` for ReLU MLPs) the **data-path bound** is
 
 `B_T(R) = (2/|T|) sum_s L_s ||R psi1(s)||_inf`
 
 (the 2 is the `l_inf`-Lipschitz constant of cross-entropy: its gradient `softmax - e_y` has l1 norm
 `2(1 - p_y) <= 2`). This notebook checks, on a ReLU MLP trained on Fashion-MNIST and on Gaussian
-models, every statement of `mpjax.certificates.bounds` and **asserts** it: the CE path bound, margins,
-zero budget, the elastic-net and additive-Frobenius certificates, prune–restore, one-sided
+models, every statement of `mpjax.certificates` and **asserts** it: the CE path bound, margins,
+zero bound, the elastic-net and additive-Frobenius certificates, prune–restore, one-sided
 stationarity, multi-layer telescoping, the loss-reduction law
 `L(S + vR) = L(W) - l(1 - v^2)||R||^2 + o(1)`, the Gaussian sufficient condition and
 entrywise threshold support recovery. `MPJAX_NOTEBOOK_CONFIG=small` runs a reduced version.""",
@@ -34,6 +34,8 @@ entrywise threshold support recovery. `MPJAX_NOTEBOOK_CONFIG=small` runs a reduc
         "code",
         """%matplotlib inline
 import math
+import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -41,12 +43,33 @@ import matplotlib.pyplot as plt
 import numpy as np
 import optax
 
-from mpjax.certificates import bounds as C
-from mpjax.certificates import network as certify
-from mpjax import data
-from mpjax.certificates import objectives as O
-from mpjax import tree as mtree
-from mpjax.models.mlp import MLP
+from mpjax import data, tree
+from mpjax.certificates import (
+    capture_inputs,
+    certify_network,
+    check_logit_drift,
+    check_margins,
+    check_objective_bound,
+    check_path_bound,
+    cross_entropy,
+    data_path_bound,
+    elastic_net_certificate,
+    format_report,
+    frobenius_certificate,
+    gaussian_g_from_edge,
+    gaussian_path_bound,
+    is_zero_bound,
+    margin_certificate,
+    mlp_lipschitz,
+    mlp_lipschitz_bound,
+    path_bound,
+    predicted_margin,
+    prune_restore,
+    stationarity_bound,
+    stationarity_eps,
+    support_threshold,
+)
+from mpjax.models import MLP
 
 CONFIG = os.environ.get("MPJAX_NOTEBOOK_CONFIG", "full")
 SMALL = CONFIG == "small"
@@ -87,7 +110,7 @@ opt_state = opt.init(params)
 
 @jax.jit
 def train_step(params, opt_state, xb, yb):
-    loss_fn = lambda p: O.cross_entropy(model.apply({"params": p}, xb), yb)  # noqa: E731
+    loss_fn = lambda p: cross_entropy(model.apply({"params": p}, xb), yb)  # noqa: E731
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = opt.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -111,21 +134,21 @@ plt.show()""",
     ),
     (
         "code",
-        """views = mtree.select(params)
-MATS = {p: np.asarray(w, np.float64) for p, w in mtree.matrices(params, views).items()}
+        """views = tree.select(params)
+MATS = {p: np.asarray(w, np.float64) for p, w in tree.matrices(params, views).items()}
 LAYERS = list(MATS)  # Dense_0/kernel, Dense_1/kernel, Dense_2/kernel
-_, PSI = certify.capture_inputs(model, params, X, LAYERS)  # psi1 of every layer on T
+_, PSI = capture_inputs(model, params, X, LAYERS)  # psi1 of every layer on T
 PSI = {p: np.asarray(v, np.float64) for p, v in PSI.items()}
-LIP = {p: certify.mlp_lipschitz_bound(params, p, "relu")[0] for p in LAYERS}  # prod ||W_k||_inf
+LIP = {p: mlp_lipschitz_bound(params, p, "relu")[0] for p in LAYERS}  # prod ||W_k||_inf
 THETAS = np.linspace(0.0, 1.0, 11)
 
 
 def ce(z):
-    return float(O.cross_entropy(jnp.asarray(z), jnp.asarray(Y)))
+    return float(cross_entropy(jnp.asarray(z), jnp.asarray(Y)))
 
 
 def logits_with(path, a):
-    return np.asarray(apply(mtree.replace_matrices(params, {path: jnp.asarray(a, jnp.float32)}, views), X), np.float64)
+    return np.asarray(apply(tree.replace_matrices(params, {path: jnp.asarray(a, jnp.float32)}, views), X), np.float64)
 
 
 def magnitude_split(a, frac):
@@ -145,13 +168,13 @@ for p in LAYERS:
         """fig, axes = plt.subplots(1, 3, figsize=(12, 3))
 for ax, p in zip(axes, LAYERS, strict=True):
     s, r = magnitude_split(MATS[p], 0.5)
-    b = C.data_path_budget(r, PSI[p], LIP[p])
+    b = data_path_bound(r, PSI[p], LIP[p])
     ces = [ce(logits_with(p, s + t * r)) for t in THETAS]
-    check = C.check_path_bound(THETAS, ces, ce(z_dense), b)
+    check = check_path_bound(THETAS, ces, ce(z_dense), b)
     record(f"1: CE path bound @ {p}", check.holds)
     ax.semilogy(THETAS[:-1], np.abs(np.array(ces) - ce(z_dense))[:-1], "o-", label="|CE(theta) - CE(1)|")
-    ax.semilogy(THETAS[:-1], C.path_bound(THETAS, b)[:-1], "--", label="(1 - theta) B_T")
-    ax.set_title(f"{p}  (B_T = {b.budget:.3g})")
+    ax.semilogy(THETAS[:-1], path_bound(THETAS, b)[:-1], "--", label="(1 - theta) B_T")
+    ax.set_title(f"{p}  (B_T = {b.bound:.3g})")
     ax.set_xlabel("theta")
 axes[0].legend()
 plt.tight_layout()
@@ -168,22 +191,22 @@ plt.show()""",
 for p in LAYERS:
     for frac in (0.1, 0.3, 0.5, 0.8):
         s, r = magnitude_split(MATS[p], frac)
-        b = C.data_path_budget(r, PSI[p], LIP[p])
+        b = data_path_bound(r, PSI[p], LIP[p])
         for t in THETAS:
             z = logits_with(p, s + t * r)
-            cert = C.margin_certificate(z_dense, b, float(t), Y)
-            record(f"2: certified labels kept @ {p} {frac} theta={t:.1f}", C.check_margins(z_dense, z, cert).holds)
-            record(f"1: logit drift <= eta_s @ {p} {frac} theta={t:.1f}", C.check_logit_drift(z_dense, z, b, float(t)).holds)
+            cert = margin_certificate(z_dense, b, float(t), Y)
+            record(f"2: certified labels kept @ {p} {frac} theta={t:.1f}", check_margins(z_dense, z, cert).holds)
+            record(f"1: logit drift <= eta_s @ {p} {frac} theta={t:.1f}", check_logit_drift(z_dense, z, b, float(t)).holds)
             dacc = abs(float(np.mean(z.argmax(1) == Y)) - acc_dense)
             record(f"2: accuracy change bound @ {p} {frac}", dacc <= cert.accuracy_change_bound + 1e-12)
-        cert0 = C.margin_certificate(z_dense, b, 0.0, Y)
+        cert0 = margin_certificate(z_dense, b, 0.0, Y)
         rows.append((p, frac, cert0.share, cert0.accuracy_change_bound, dacc))
 print(f"{'layer':<16}{'sparsity':>9}{'certified':>11}{'acc bound':>11}{'|dacc|':>9}")
 for p, frac, share, bound, dacc in rows:
     print(f"{p:<16}{frac:9.1f}{share:11.3f}{bound:11.3f}{dacc:9.4f}")
 s, r = magnitude_split(MATS["Dense_2/kernel"], 0.5)
-b = C.data_path_budget(r, PSI["Dense_2/kernel"], LIP["Dense_2/kernel"])
-margin = O.predicted_margin(jnp.asarray(z_dense))
+b = data_path_bound(r, PSI["Dense_2/kernel"], LIP["Dense_2/kernel"])
+margin = predicted_margin(jnp.asarray(z_dense))
 plt.figure(figsize=(5, 3))
 plt.scatter(2 * b.eta, margin, s=4, c=np.asarray(margin) > 2 * b.eta, cmap="coolwarm")
 lim = float(max(2 * b.eta.max(), 1e-3))
@@ -193,7 +216,7 @@ plt.ylabel("dense margin")
 plt.title("Dense_2, 50% pruned: certified = above the diagonal")
 plt.show()""",
     ),
-    ("md", "## 3. Zero budget: `R psi1(s) = 0` on T leaves the logits identical"),
+    ("md", "## 3. Zero bound: `R psi1(s) = 0` on T leaves the logits identical"),
     (
         "code",
         """zero_in = {p: np.all(PSI[p] == 0, axis=0) for p in ("Dense_0/kernel", "Dense_1/kernel")}
@@ -202,11 +225,11 @@ assert sum(int(v.sum()) for v in zero_in.values()) > 0
 for p, cols in zero_in.items():
     if cols.any():
         r = np.where(cols[None, :], MATS[p], 0.0)  # remove the weights those inputs feed
-        b = C.data_path_budget(r, PSI[p], LIP[p])
+        b = data_path_bound(r, PSI[p], LIP[p])
         z0 = logits_with(p, MATS[p] - r)
-        record(f"3: zero budget @ {p}", C.is_zero_budget(b) and b.budget == 0.0)
+        record(f"3: zero bound @ {p}", is_zero_bound(b) and b.bound == 0.0)
         record(f"3: logits identical @ {p}", np.array_equal(z0, z_dense))
-        print(f"{p}: removed {int((r != 0).sum())} weights, B_T = {b.budget}, max |dz| = {np.abs(z0 - z_dense).max()}")""",
+        print(f"{p}: removed {int((r != 0).sum())} weights, B_T = {b.bound}, max |dz| = {np.abs(z0 - z_dense).max()}")""",
     ),
     (
         "md",
@@ -218,11 +241,11 @@ for p, cols in zero_in.items():
 for p in ("Dense_1/kernel", "Dense_2/kernel"):
     for frac in (0.1, 0.3, 0.5, 0.7, 0.9):
         s, r = magnitude_split(MATS[p], frac)
-        b = C.data_path_budget(r, PSI[p], LIP[p])
+        b = data_path_bound(r, PSI[p], LIP[p])
         dce = ce(logits_with(p, s)) - ce(z_dense)
         for l2 in (1e-4, 1e-3, 1e-2, 1e-1, 1.0):
             for l1 in (0.0, 1e-4, 1e-3, 1e-2):
-                cert = C.elastic_net_certificate(s, r, b, l1, l2)
+                cert = elastic_net_certificate(s, r, b, l1, l2)
                 # only the target layer's penalty changes: J(S) - J(A) = dCE - l2||R||^2 - l1||R||_1
                 dj = dce - l2 * np.sum(r**2) - l1 * np.sum(np.abs(r))
                 record(f"4: J(S)-J(A) <= bound @ {p} {frac} {l1} {l2}", dj <= float(cert.bound(0.0)) + 1e-6)
@@ -236,10 +259,10 @@ assert n_cert > 0  # the check above is not vacuous
 # the whole path for one setting
 p = "Dense_1/kernel"
 s, r = magnitude_split(MATS[p], 0.5)
-b = C.data_path_budget(r, PSI[p], LIP[p])
-cert = C.elastic_net_certificate(s, r, b, 1e-3, 1e-1)
+b = data_path_bound(r, PSI[p], LIP[p])
+cert = elastic_net_certificate(s, r, b, 1e-3, 1e-1)
 js = [ce(logits_with(p, s + t * r)) + 1e-1 * np.sum((s + t * r) ** 2) + 1e-3 * np.sum(np.abs(s + t * r)) for t in THETAS]
-record("4: objective path bound", C.check_objective_bound(THETAS, js, js[-1], cert).holds)
+record("4: objective path bound", check_objective_bound(THETAS, js, js[-1], cert).holds)
 plt.figure(figsize=(5, 3.5))
 plt.scatter(pts[:, 0], pts[:, 1], s=8, c=pts[:, 2], cmap="coolwarm")
 lo, hi = pts[:, :2].min(), pts[:, :2].max()
@@ -262,12 +285,12 @@ u, sv, vt = np.linalg.svd(MATS[p], full_matrices=False)
 for k in (8, 32, 128):
     s = (u[:, :k] * sv[:k]) @ vt[:k]
     r = MATS[p] - s
-    b = C.data_path_budget(r, PSI[p], LIP[p])
+    b = data_path_bound(r, PSI[p], LIP[p])
     for l2 in (1e-3, 1e-1):
-        cert = C.frobenius_certificate(s, r, b, l2)
+        cert = frobenius_certificate(s, r, b, l2)
         j2 = [ce(logits_with(p, s + t * r)) + l2 * np.sum((s + t * r) ** 2) for t in THETAS]
-        record(f"5: additive Frobenius path bound @ k={k} l2={l2}", C.check_objective_bound(THETAS, j2, j2[-1], cert).holds)
-    print(f"k={k}: B_T = {b.budget:.3g}, ||R||_F^2 = {np.sum(r**2):.3g}, <S,R> = {np.vdot(s, r):.2e}")""",
+        record(f"5: additive Frobenius path bound @ k={k} l2={l2}", check_objective_bound(THETAS, j2, j2[-1], cert).holds)
+    print(f"k={k}: B_T = {b.bound:.3g}, ||R||_F^2 = {np.sum(r**2):.3g}, <S,R> = {np.vdot(s, r):.2e}")""",
     ),
     ("md", "## 6. Prune–restore: `J(S + Q) <= J(A) - l2||P||^2 - l1||P||_1 + B_T(P)`"),
     (
@@ -279,7 +302,7 @@ tier = np.empty(a.size, int)
 tier[order] = np.searchsorted([0.3 * a.size, 0.5 * a.size], np.arange(a.size), side="right")
 tier = tier.reshape(a.shape)  # 0 = P (smallest 30%), 1 = Q (next 20%), 2 = S
 P, Q, S = (np.where(tier == i, a, 0.0) for i in range(3))
-pr = C.prune_restore(S, Q, P, PSI[p], LIP[p], l1, l2)
+pr = prune_restore(S, Q, P, PSI[p], LIP[p], l1, l2)
 
 
 def J(m):
@@ -300,31 +323,31 @@ s, r = magnitude_split(MATS[p], 0.5)
 
 
 def ce_of(m):
-    q = mtree.replace_matrices(params, {p: m}, views)
-    return O.cross_entropy(model.apply({"params": q}, X), jnp.asarray(Y))
+    q = tree.replace_matrices(params, {p: m}, views)
+    return cross_entropy(model.apply({"params": q}, X), jnp.asarray(Y))
 
 
 grad = np.asarray(jax.grad(ce_of)(jnp.asarray(MATS[p], jnp.float32)), np.float64)
-eps = C.stationarity_eps(grad, r, l1, l2)  # = -liminf [J(A_{1-h}) - J(A_1)] / h
+eps = stationarity_eps(grad, r, l1, l2)  # = -liminf [J(A_{1-h}) - J(A_1)] / h
 h = 1e-3
 slope = (J(MATS[p] - h * r) - J(MATS[p])) / h
 print(f"one-sided slope {slope:.4f} vs -eps {-eps:.4f}")
-st = C.stationarity_bound(r, C.data_path_budget(r, PSI[p], LIP[p]), l1, l2, eps)
+st = stationarity_bound(r, data_path_bound(r, PSI[p], LIP[p]), l1, l2, eps)
 record("7: stationarity inequality", st.holds)
 record("7: finite-difference slope matches -eps", abs(slope + eps) < 0.05 * (1 + abs(eps)))
 print(f"2 l2||R||^2 + l1||R||_1 = {st.lhs:.4g} <= B_T + eps = {st.rhs:.4g}")""",
     ),
     (
         "md",
-        "## 8. Multi-layer telescoping: every layer at 50%, budgets in the intermediate networks",
+        "## 8. Multi-layer telescoping: every layer at 50%, bounds in the intermediate networks",
     ),
     (
         "code",
         """pruned_mats = {p: jnp.asarray(magnitude_split(MATS[p], 0.5)[0], jnp.float32) for p in LAYERS}
-pruned = mtree.replace_matrices(params, pruned_mats, views)
-lip_fn = lambda prm, path: certify.mlp_lipschitz_bound(prm, path, "relu")  # noqa: E731
-rep = certify.certify_network(model, params, pruned, X, Y, LAYERS, lip_fn, l1=1e-4, l2=1e-3)
-print(certify.format_report(rep, 1e-4, 1e-3))
+pruned = tree.replace_matrices(params, pruned_mats, views)
+lip_fn = lambda prm, path: mlp_lipschitz_bound(prm, path, "relu")  # noqa: E731
+rep = certify_network(model, params, pruned, X, Y, LAYERS, lip_fn, l1=1e-4, l2=1e-3)
+print(format_report(rep, 1e-4, 1e-3))
 for c in rep.checks:
     record(f"8: {c.statement}", c.holds)
 record("8: |CE(pruned) - CE(dense)| <= sum_k B_T^(k)", abs(rep.ce_pruned - rep.ce_dense) <= float(rep.telescoped.total))""",
@@ -374,11 +397,11 @@ for N in cfg["gauss_N"]:
         def loss(a):
             return ce_np(relu(h1 @ a.T) @ W3.T, y) + lam * np.sum(a**2)
 
-        b = C.data_path_budget(R2, h1, C.mlp_lipschitz([W3], "relu"))
+        b = data_path_bound(R2, h1, mlp_lipschitz([W3], "relu"))
         l_w, sr, r2 = loss(S2 + R2), float(np.vdot(S2, R2)), float(np.sum(R2**2))
         for v in vs:
             e = loss(S2 + v * R2) - l_w + lam * (1 - v**2) * r2
-            bound = (1 - v) * b.budget + 2 * lam * (1 - v) * abs(sr)  # statements 1 + 5
+            bound = (1 - v) * b.bound + 2 * lam * (1 - v) * abs(sr)  # statements 1 + 5
             record(f"law: |e_N(v)| <= (1-v)B_T + 2l(1-v)|<S,R>| @ N={N}", abs(e) <= bound + 1e-9)
             e_all.append(abs(e))
             b_all.append(bound)
@@ -405,25 +428,25 @@ plt.show()""",
 N, g, delta = 128, 1.0, 0.1
 W1, S2, R2, W3, s, y = gaussian_model(N, 0)
 h1 = relu(s[:128] @ W1.T)
-lip = C.mlp_lipschitz([W3], "relu")
-bound = C.gaussian_budget_bound(h1, lip, g, N, delta)
-budgets = []
+lip = mlp_lipschitz([W3], "relu")
+bound = gaussian_path_bound(h1, lip, g, N, delta)
+bt_draws = []
 for _ in range(cfg["mc_draws"] // 50):
     rs = rng.normal(size=(50, N, N)) * math.sqrt(g / N)
-    budgets.append(2 * lip * np.abs(np.einsum("kij,tj->kti", rs, h1)).max(axis=2).mean(axis=1))
-budgets = np.concatenate(budgets)
-assert abs(C.data_path_budget(rs[-1], h1, lip).budget - budgets[-1]) < 1e-6 * budgets[-1]
-coverage = float(np.mean(budgets <= bound))
+    bt_draws.append(2 * lip * np.abs(np.einsum("kij,tj->kti", rs, h1)).max(axis=2).mean(axis=1))
+bt_draws = np.concatenate(bt_draws)
+assert abs(data_path_bound(rs[-1], h1, lip).bound - bt_draws[-1]) < 1e-6 * bt_draws[-1]
+coverage = float(np.mean(bt_draws <= bound))
 record("9: P(B_T(R) <= Gaussian bound) >= 1 - delta", coverage >= 1 - delta)
 # MP-edge form: g read off the spectrum edge sqrt(g)(1 + sqrt(m/n)) of one draw
-g_hat = C.gaussian_g_from_edge(np.linalg.svd(rs[0], compute_uv=False)[0], N, N)
-bound_edge = C.gaussian_budget_bound(h1, lip, g_hat, N, delta)
+g_hat = gaussian_g_from_edge(np.linalg.svd(rs[0], compute_uv=False)[0], N, N)
+bound_edge = gaussian_path_bound(h1, lip, g_hat, N, delta)
 print(f"coverage {coverage:.3f} (>= {1 - delta}); bound {bound:.3g}, MP-edge form {bound_edge:.3g} (g_hat = {g_hat:.3f})")
 # sufficient condition: certified once l2 E||R||_F^2 = l2 g N exceeds the bound
 print(f"elastic-net removal of R certified w.p. >= {1 - delta} once l2 > {bound / (g * N):.3g}")
 
 n_rows, n_cols, ok = 60, 40, []
-t = C.support_threshold(g, (n_rows, n_cols), delta)
+t = support_threshold(g, (n_rows, n_cols), delta)
 support = rng.uniform(size=(n_rows, n_cols)) < 0.1
 S_true = np.where(support, rng.choice([-1, 1], (n_rows, n_cols)) * rng.uniform(2.01 * t, 4 * t, (n_rows, n_cols)), 0)
 for _ in range(cfg["mc_draws"]):
@@ -433,7 +456,7 @@ for _ in range(cfg["mc_draws"]):
 record("10: threshold recovers the support w.p. >= 1 - delta", np.mean(ok) >= 1 - delta)
 print(f"threshold t = {t:.3f}: exact support recovery in {np.mean(ok):.3f} of draws")
 fig, ax = plt.subplots(figsize=(5, 3))
-ax.hist(budgets, bins=40, label="B_T(R), R iid N(0, g/n)")
+ax.hist(bt_draws, bins=40, label="B_T(R), R iid N(0, g/n)")
 ax.axvline(bound, color="r", label="bound (prob >= 1 - delta)")
 ax.axvline(bound_edge, color="r", ls=":", label="MP-edge form")
 ax.legend()

@@ -14,8 +14,8 @@ CELLS = [
         "md",
         """# L2-regularised training dynamics: bulk collapse and spike stabilisation
 
-Theory (SPEC §6, [P25]): write a hidden layer as `W = S + R`, a signal `S` plus a random-like
-part `R` with iid entries of variance `g/N`. Removing `R` lowers the L2-regularised loss, and at
+Theory (`docs/method/l2-theory.md`; [P25] Berlyand et al., arXiv 2503.01922, §5): write a
+hidden layer as `W = S + R`, a signal `S` plus a random-like part `R` with iid entries of variance `g/N`. Removing `R` lowers the L2-regularised loss, and at
 a stationary point of `CE + l2 ||W||_F^2` the random part vanishes: `||R||_F -> 0`, `g* N -> 0`,
 so the Marchenko-Pastur bulk edge collapses towards 0 while the spikes (the singular values of
 `S`, seen through the inverse BBP map `sigma_hat = (s + sqrt(s^2 - 4 g*))/2`) and their
@@ -43,11 +43,16 @@ import numpy as np
 
 import mpjax
 from mpjax.dynamics import (
-    trainer as dynamics,
-    experiments as dynamics_experiments,
-    plots as dynamics_plots,
+    CONFIGS,
+    arm_table,
+    final_overlaps,
+    load_run,
+    plot_bulk_edge,
+    plot_energy,
+    plot_esd,
+    plot_spikes,
+    train,
 )
-from mpjax.dynamics.config import CONFIGS
 
 %matplotlib inline
 MODE = os.environ.get("MPJAX_NOTEBOOK_CONFIG", "full")
@@ -59,9 +64,9 @@ print(MODE, config.widths, "epochs", config.epochs, [(a.name, a.l2) for a in con
     (
         "code",
         """out = tempfile.mkdtemp(prefix="mpjax_dyn_")
-dynamics.train(config, out, progress=False)
-run = dynamics_experiments.load_run(out)
-for row in dynamics_experiments.arm_table(run):
+train(config, out, progress=False)
+run = load_run(out)
+for row in arm_table(run):
     print(f"{row['arm']:>5}: test acc {row['test_acc_mean']:.3f}, test CE {row['test_ce']:.3f}")""",
     ),
     (
@@ -71,7 +76,7 @@ for row in dynamics_experiments.arm_table(run):
     ),
     (
         "code",
-        """fig = dynamics_plots.plot_bulk_edge(run)
+        """fig = plot_bulk_edge(run)
 plt.show()""",
     ),
     (
@@ -84,7 +89,7 @@ the L2 bulk shrinks towards 0 and leaves a few isolated spikes.""",
         "code",
         """path = "Dense_1/kernel"
 for m in range(len(config.members)):
-    fig = dynamics_plots.plot_esd(run, path, member=m)
+    fig = plot_esd(run, path, member=m)
     plt.show()""",
     ),
     (
@@ -95,7 +100,7 @@ with `v*` the fitted per-entry bulk variance (log scale).""",
     ),
     (
         "code",
-        """fig = dynamics_plots.plot_energy(run)
+        """fig = plot_energy(run)
 plt.show()""",
     ),
     (
@@ -109,9 +114,9 @@ the top-4 left singular subspace (the teacher has rank 4) with the final one."""
         "code",
         """l2_member = [i for i, (a, _) in enumerate(config.members) if a.l2 > 0][0]
 none_member = [i for i, (a, _) in enumerate(config.members) if a.l2 == 0][0]
-fig = dynamics_plots.plot_spikes(run, path, member=l2_member, k=4)
+fig = plot_spikes(run, path, member=l2_member, k=4)
 plt.show()
-ou, ov = dynamics_experiments.final_overlaps(run, path, k=4)
+ou, ov = final_overlaps(run, path, k=4)
 fig, ax = plt.subplots(figsize=(5, 3.2))
 for m, name in enumerate(run.member_names):
     ax.plot(run.epochs, ou[:, m], marker=".", label=name)

@@ -17,7 +17,7 @@ md("""# 05 · The 2:4 GPU runtime: MAC accounting, export parity, measured speed
 
 This notebook reads what the runtime benchmark produced; it needs no GPU.
 
-1. **MAC accounting** (SPEC §4): ViT-B/16 costs 17.564 GMAC dense; with 2:4 on
+1. **MAC accounting** (`docs/method/macs.md`): ViT-B/16 costs 17.564 GMAC dense; with 2:4 on
    qkv/proj/fc1/fc2 and ToMe `r = 8` it costs 7.059 GMAC, 59.81% less. MACs are *work*,
    not time: whether the GPU turns them into speed is what part 3 measures.
 2. **Export parity**: a 2:4-pruned Flax ViT exported with `mpjax.export` and rebuilt in
@@ -98,9 +98,7 @@ manifest with sha256 hashes), loaded and validated by the torch runtime, and its
 compared with the Flax model's, ToMe off and on. The full config also checks ViT-Ti/16 at 224 px
 with ToMe `r = 8`.""")
 
-code("""from mpjax.torch_runtime import bench
-
-parity = bench.flax_parity(tome_rs=(0, 2))
+code("""parity = runtime.flax_parity(tome_rs=(0, 2))
 print(parity)
 assert parity["max_abs_diff"] < 1e-4""")
 
@@ -111,15 +109,15 @@ code("""if CONFIG == "full":
     import torch
 
     from mpjax import export, tree
-    from mpjax.pruning import masks
-    from mpjax.models import convert, vit
+    from mpjax.pruning import apply_masks, nm_masks
+    from mpjax.models import random_init, vit
     from mpjax.torch_runtime import build_model
 
     cfg = vit.config_for("ti16")
-    params = convert.random_init(cfg, seed=0)
-    m = masks.nm_masks(params, 2, 4, views=tree.select(params, include=["*encoderblock_*/*/kernel"]))
+    params = random_init(cfg, seed=0)
+    m = nm_masks(params, 2, 4, views=tree.select(params, include=["*encoderblock_*/*/kernel"]))
     x = np.random.default_rng(0).normal(size=(2, 224, 224, 3)).astype(np.float32)
-    ref = np.asarray(vit.ViT(cfg).apply({"params": masks.apply_masks(params, m)}, x, tome_r=8))
+    ref = np.asarray(vit.ViT(cfg).apply({"params": apply_masks(params, m)}, x, tome_r=8))
     with tempfile.TemporaryDirectory() as tmp:
         man = export.export_vit(params, cfg, tmp, masks=m, tome_r=8)
         with torch.no_grad():
@@ -179,7 +177,7 @@ code("""for res in results:
         fig.tight_layout()
         plt.show()""")
 
-md("""**Reading the numbers.** On Hopper, earlier measurements (SPEC §8) found the
+md("""**Reading the numbers.** On Hopper, earlier measurements (`docs/method/runtime.md`) found the
 `to_sparse_semi_structured` wrapper slower than dense on ViT-size layers, and the direct
 `_cslt_sparse_mm` path at 0.85–1.01× depending on shape and graph capture. A 59.81% cut in MACs
 is therefore an upper bound on the benefit, not a throughput prediction; only the committed JSON

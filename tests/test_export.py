@@ -5,12 +5,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import small_vit
+from vit_fixtures import small_vit
 
-from mpjax import export, tree
-from mpjax.arch import macs
-from mpjax.models import convert
-from mpjax.pruning import masks as masks_mod
+from mpjax import arch, export, tree
+from mpjax.models import flax_to_timm
+from mpjax.pruning import apply_masks, nm_masks
 
 BLOCK_KERNELS = ["*encoderblock_*/*/kernel"]
 
@@ -32,7 +31,7 @@ def params(vit_setup):
 
 
 def nm(params, k, n, include=BLOCK_KERNELS):
-    return masks_mod.nm_masks(params, k, n, views=tree.select(params, include=include))
+    return nm_masks(params, k, n, views=tree.select(params, include=include))
 
 
 def test_semi_structured_rules():
@@ -45,7 +44,7 @@ def test_semi_structured_rules():
 
 
 def test_layer_map_covers_every_kernel(params, cfg):
-    mapped = [p for e in export.layer_map(macs.vit_dims(cfg)) for p in e["flax"]]
+    mapped = [p for e in export.layer_map(arch.vit_dims(cfg)) for p in e["flax"]]
     assert sorted(mapped) == sorted(tree.select(params))
 
 
@@ -66,21 +65,21 @@ def test_export_writes_masked_weights_masks_and_manifest(params, cfg, tmp_path):
     qkv = "blocks.1.attn.qkv.weight"
     assert sd[qkv].shape == (3 * 96, 96) and ms[qkv].dtype == np.bool_
     assert not np.any(sd[qkv][~ms[qkv]])  # masks applied
-    ref = convert.flax_to_timm(masks_mod.apply_masks(params, masks), cfg)
+    ref = flax_to_timm(apply_masks(params, masks), cfg)
     assert sd.keys() == ref.keys()
     for k in ref:
         np.testing.assert_array_equal(sd[k], np.asarray(ref[k]), err_msg=k)
     # The fused mask is q, k, v masks stacked in rows, as the fused weight.
     q = "Transformer/encoderblock_1/MultiHeadDotProductAttention_0/query/kernel"
     np.testing.assert_array_equal(
-        ms[qkv][:96], tree.to_matrix(masks_mod.tree.flatten(masks)[q], tree.view_of(q, (96, 4, 24)))
+        ms[qkv][:96], tree.to_matrix(tree.flatten(masks)[q], tree.view_of(q, (96, 4, 24)))
     )
     plan = {r["torch"]: r for r in man["layers"]}
     assert plan["blocks.0.mlp.fc1"]["execution"] == "sparse"
     assert plan["blocks.0.mlp.fc1"]["density"] == 0.5
     assert plan["head"]["execution"] == "dense" and plan["head"]["reason"] == "not pruned"
     assert plan["blocks.0.attn.qkv"]["flax"][1].endswith("/key/kernel")
-    want = macs.vit_macs(cfg, dict.fromkeys(("qkv", "proj", "fc1", "fc2"), "2:4"), tome_r=2)
+    want = arch.vit_macs(cfg, dict.fromkeys(("qkv", "proj", "fc1", "fc2"), "2:4"), tome_r=2)
     assert man["macs"]["gmac"] == pytest.approx(want.total / 1e9)
 
 
@@ -146,3 +145,36 @@ def test_baked_permutations_are_recorded(params, cfg, tmp_path):
 def test_bad_dtype_raises(params, cfg, tmp_path):
     with pytest.raises(ValueError, match="dtype"):
         export.export_vit(params, cfg, tmp_path, dtype="int8")
+
+
+def test_export_command_prunes_and_exports(tmp_path, capsys):
+    from mpjax.cli import export as export_cli
+
+    out = tmp_path / "exp"
+    argv = ["vit-fmnist", "--out", str(out), "--nm", "2:4", "--tome-r", "2", "--dtype", "float16"]
+    assert export_cli.main(argv) == 0
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["dtype"] == "float16" and man["tome_r"] == 2
+    masked = [r for r in man["layers"] if r["masked"]]
+    assert len(masked) == 16 and all(r["pattern"] == "2:4" for r in masked)
+    want = arch.vit_macs("fmnist", dict.fromkeys(("qkv", "proj", "fc1", "fc2"), "2:4"), tome_r=2)
+    assert man["macs"]["gmac"] == pytest.approx(want.total / 1e9)
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"exported to {out}: 18 linear layers, 16 marked sparse; ")
+    assert f"{100 * want.reduction:.2f}% below dense" in printed
+
+
+@pytest.mark.parametrize("nm", ["4:4", "2-4", "dense"])
+def test_export_command_rejects_bad_nm_before_loading(tmp_path, nm):
+    from mpjax.cli import export as export_cli
+
+    with pytest.raises(ValueError, match=f"--nm: pattern='{nm}'"):
+        export_cli.main(["does-not-exist.npz", "--out", str(tmp_path / "x"), "--nm", nm])
+    assert not (tmp_path / "x").exists()
+
+
+def test_export_library_has_no_command_line():
+    from pathlib import Path
+
+    assert "argparse" not in Path(export.__file__).read_text()
+    assert not hasattr(export, "main_export")

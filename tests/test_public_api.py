@@ -1,19 +1,62 @@
-"""The public surface: every exported name exists and has a docstring."""
+"""The public surface: every exported name exists and has a docstring, and ``import mpjax`` is light."""
 
+import importlib
 import inspect
+import subprocess
+import sys
+
+import pytest
 
 import mpjax
 
+PACKAGES = (
+    "mpjax",
+    "mpjax.arch",
+    "mpjax.certificates",
+    "mpjax.cli",
+    "mpjax.dynamics",
+    "mpjax.models",
+    "mpjax.mp",
+    "mpjax.pipeline",
+    "mpjax.pruning",
+    "mpjax.training",
+)
 
-def test_all_names_resolve_and_are_documented():
-    missing = [name for name in mpjax.__all__ if not hasattr(mpjax, name)]
-    assert not missing
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_all_names_resolve_and_are_documented(package):
+    module = importlib.import_module(package)
+    missing = [name for name in module.__all__ if not hasattr(module, name)]
+    assert not missing, f"{package}.__all__ names that do not resolve: {missing}"
     undocumented = [
         name
-        for name in mpjax.__all__
-        if name != "__version__" and not inspect.getdoc(getattr(mpjax, name))
+        for name in module.__all__
+        if not name.startswith("__")
+        and (inspect.isfunction(getattr(module, name)) or inspect.isclass(getattr(module, name))
+             or inspect.ismodule(getattr(module, name)))
+        and not inspect.getdoc(getattr(module, name))
     ]
-    assert not undocumented, f"public names without a docstring: {undocumented}"
+    assert not undocumented, f"{package}: public names without a docstring: {undocumented}"
+
+
+def test_pinned_names():
+    assert callable(mpjax.mp.fit) and callable(mpjax.analyze)
+    assert {"edge", "sigma2", "n_spikes", "bulk_fraction", "fit_error"} <= set(mpjax.mp.MPFit._fields)
+
+
+def test_import_mpjax_is_light():
+    code = (
+        "import sys, mpjax; "
+        "heavy = sorted(m for m in ('jax', 'flax', 'torch', 'optax', 'matplotlib') if m in sys.modules); "
+        "print(','.join(heavy))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"`import mpjax` imported {done.stdout.strip()}"
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        mpjax.nope  # noqa: B018
 
 
 def test_version():

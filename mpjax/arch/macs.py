@@ -1,6 +1,6 @@
 """Multiply-accumulate (MAC) accounting of a Vision Transformer, dense, N:M-sparse and ToMe.
 
-Conventions (SPEC §4, "MAC accounting"): one MAC is one multiply-add.
+Conventions (see `docs/method/macs.md`): one MAC is one multiply-add.
 
 * A linear layer applied to ``T`` tokens costs ``T * d_in * d_out`` MACs; with a k:n mask
   (``k`` of every ``n`` weights kept along ``d_in``) it costs ``k/n`` of that (half for 2:4).
@@ -9,11 +9,11 @@ Conventions (SPEC §4, "MAC accounting"): one MAC is one multiply-add.
 * The patch embedding is a linear map of the ``N - 1`` patches, ``(N - 1) * p^2 C * D``;
   the head runs on the class token only, ``D * classes``.
 * Softmax, LayerNorm, GELU, biases and the ToMe matching itself are not counted.
-* ToMe with ``r`` merges per block: block ``l`` runs at ``N_l`` tokens with ``N_0 = N`` and
-  ``N_{l+1} = N_l - min(r, (N_l - 1) // 2)`` (the class token is protected), i.e.
-  ``197 - 8 l`` for ViT-B/16 at ``r = 8``. The default ``tome_convention="block"`` charges the
-  whole block at ``N_l`` (the SPEC's number); ``"merge"`` charges the MLP at ``N_{l+1}``, since
-  ToMe merges between attention and MLP.
+* ToMe (Bolya et al., ICLR 2023, arXiv:2210.09461) with ``r`` merges per block: block ``l``
+  runs at ``N_l`` tokens of :func:`mpjax.arch.tokens.tome_schedule` (``197 - 8 l`` for
+  ViT-B/16 at ``r = 8``; see `docs/method/tome.md`). The default ``tome_convention="block"``
+  charges the whole block at ``N_l`` (the number the docs quote); ``"merge"`` charges the
+  MLP at ``N_{l+1}``, since ToMe merges between attention and MLP.
 
 With these terms ViT-B/16 at 224 px costs 17.564 GMAC dense and 7.059 GMAC with 2:4 on
 qkv/proj/fc1/fc2 and ToMe ``r = 8``: a 59.81% reduction. (Without the head the dense number
@@ -33,167 +33,34 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-#: Linear layer types of a ViT block plus the stem and the head.
-LAYER_TYPES = ("patch_embed", "qkv", "proj", "fc1", "fc2", "head")
+from mpjax.arch.patterns import DENSE, NMPattern, parse_pattern
+from mpjax.arch.tokens import per_block_r, tome_schedule
+from mpjax.arch.vit import LAYER_TYPES, vit_dims
 
-
-@dataclasses.dataclass(frozen=True)
-class ViTDims:
-    """The sizes of a ViT that MAC accounting (and the torch runtime) needs.
-
-    Attributes:
-      image_size: square input side in pixels.
-      patch_size: square patch side in pixels.
-      hidden: model width ``D``.
-      layers: number of encoder blocks.
-      mlp: MLP hidden width.
-      heads: attention heads.
-      num_classes: classifier outputs.
-      channels: input channels.
-    """
-
-    image_size: int = 224
-    patch_size: int = 16
-    hidden: int = 768
-    layers: int = 12
-    mlp: int = 3072
-    heads: int = 12
-    num_classes: int = 1000
-    channels: int = 3
-
-    @property
-    def patches(self) -> int:
-        """Number of patches ``(image_size / patch_size)^2``."""
-        return (self.image_size // self.patch_size) ** 2
-
-    @property
-    def tokens(self) -> int:
-        """Patches plus the class token."""
-        return self.patches + 1
-
-
-#: Standard 224 px ViTs with 16 px patches and 1000 classes.
-PRESETS: dict[str, ViTDims] = {
-    "vit-ti16": ViTDims(hidden=192, layers=12, mlp=768, heads=3),
-    "vit-s16": ViTDims(hidden=384, layers=12, mlp=1536, heads=6),
-    "vit-b16": ViTDims(hidden=768, layers=12, mlp=3072, heads=12),
-    "vit-l16": ViTDims(hidden=1024, layers=24, mlp=4096, heads=16),
-}
-
-# Field names used by other ViT config classes -> ViTDims field.
-_ALIASES = {
-    "image_size": ("image_size", "img_size", "resolution"),
-    "patch_size": ("patch_size", "patch"),
-    "hidden": ("hidden", "hidden_size", "width", "embed_dim", "dim"),
-    "layers": ("layers", "num_layers", "depth"),
-    "mlp": ("mlp", "mlp_dim", "mlp_size"),
-    "heads": ("heads", "num_heads"),
-    "num_classes": ("num_classes", "classes", "n_classes"),
-    "channels": ("channels", "in_channels", "in_chans", "num_channels"),
-}
-
-
-def vit_dims(config: Any) -> ViTDims:
-    """A :class:`ViTDims` from a preset name, a mapping or any config object with ViT fields.
-
-    Accepts ``"vit-b16"`` (or ``"b16"``), a ``ViTDims``, a dict, or an object such as
-    ``mpjax.models.vit.ViTConfig`` whose attributes use common names (``hidden_size``,
-    ``num_layers``, ``mlp_dim``, ``num_heads``, ...). ``patch_size`` may be a pair.
-
-    Raises:
-      ValueError: for an unknown preset name or a config missing a required field.
-    """
-    if isinstance(config, ViTDims):
-        return config
-    if isinstance(config, str):
-        name = config if config.startswith("vit-") else f"vit-{config}"
-        if name not in PRESETS:
-            raise ValueError(
-                f"config: unknown ViT preset {config!r}; use one of {sorted(PRESETS)}."
-            )
-        return PRESETS[name]
-    get = config.get if isinstance(config, Mapping) else lambda k, d=None: getattr(config, k, d)
-    values: dict[str, int] = {}
-    for field in dataclasses.fields(ViTDims):
-        for alias in _ALIASES[field.name]:
-            value = get(alias, None)
-            if value is not None:
-                if isinstance(value, (tuple, list)):
-                    value = value[0]
-                values[field.name] = int(value)
-                break
-        else:
-            if field.name not in ("channels", "image_size"):
-                raise ValueError(
-                    f"config: no field for {field.name!r} (tried {_ALIASES[field.name]}); "
-                    "pass a ViTDims or a dict with that key."
-                )
-    return ViTDims(**values)
-
-
-def parse_pattern(pattern: str | tuple[int, int] | None) -> tuple[int, int] | None:
-    """``"2:4"`` -> ``(2, 4)`` (k kept of every n); ``None``/``"dense"`` -> ``None``.
-
-    Raises:
-      ValueError: if the pattern is not ``"k:n"`` with ``0 < k <= n``.
-    """
-    if pattern is None or pattern == "dense":
-        return None
-    if isinstance(pattern, str):
-        try:
-            k, n = (int(v) for v in pattern.split(":"))
-        except ValueError:
-            raise ValueError(
-                f"pattern: {pattern!r} is not of the form 'k:n' (e.g. '2:4')."
-            ) from None
-    else:
-        k, n = (int(v) for v in pattern)
-    if not 0 < k <= n:
-        raise ValueError(f"pattern: {pattern!r} needs 0 < k <= n.")
-    return k, n
-
-
-def per_block_r(r: int | Sequence[int], layers: int) -> tuple[int, ...]:
-    """ToMe ``r`` as one int per block (an int applies to every block).
-
-    Raises:
-      ValueError: a negative ``r`` or a sequence whose length is not ``layers``.
-    """
-    rs = (int(r),) * layers if isinstance(r, numbers.Integral) else tuple(int(v) for v in r)
-    if len(rs) != layers or any(v < 0 for v in rs):
-        raise ValueError(f"tome_r: {r!r}; need an int >= 0 or {layers} ints >= 0, one per block.")
-    return rs
-
-
-def tome_schedule(
-    tokens: int, layers: int, r: int | Sequence[int], protected: int = 1
-) -> tuple[int, ...]:
-    """Tokens entering each of ``layers`` blocks under ToMe with ``r`` merges per block.
-
-    ``N_0 = tokens`` and ``N_{l+1} = N_l - min(r_l, (N_l - protected) // 2)``: bipartite
-    matching can merge at most half of the unprotected tokens. ``r`` is an int or one int
-    per block.
-
-    Examples:
-      >>> tome_schedule(197, 4, 8)
-      (197, 189, 181, 173)
-      >>> tome_schedule(197, 3, (0, 16, 8))
-      (197, 197, 181)
-    """
-    out, n = [], int(tokens)
-    for r_l in per_block_r(r, layers):
-        out.append(n)
-        n -= min(r_l, max(n - protected, 0) // 2)
-    return tuple(out)
+__all__ = [
+    "LayerMacs",
+    "MacReport",
+    "vit_macs",
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerMacs:
-    """The MACs of one linear layer (or one block's attention matmuls)."""
+    """The MACs of one linear layer (or one block's attention matmuls).
+
+    Attributes:
+      name: timm layer name (``"blocks.3.mlp.fc1"``; ``"blocks.3.attn.matmuls"``).
+      layer_type: one of :data:`~mpjax.arch.vit.LAYER_TYPES` or ``"attention"``.
+      tokens: tokens the layer runs on.
+      d_in: input width.
+      d_out: output width (for the attention matmuls: the token count).
+      pattern: ``"k:n"`` of a sparse layer, ``None`` when dense.
+      dense_macs: MACs without the pattern.
+      macs: MACs with the pattern (``k/n`` of ``dense_macs``).
+    """
 
     name: str
     layer_type: str
@@ -234,17 +101,24 @@ class MacReport:
         }
 
 
-def _pattern_for(patterns: Mapping[str, Any], name: str, layer_type: str) -> str | None:
+def _pattern_for(patterns: Mapping[str, Any], name: str, layer_type: str) -> NMPattern | None:
+    """The layer's pattern, or ``None`` when it is dense (``None`` or ``"dense"``).
+
+    MAC accounting describes layers left dense as well as pruned ones, so it parses with
+    ``allow_dense=True``: ``"dense"`` and ``k == n`` (e.g. ``"4:4"``) are accepted.
+    """
     value = patterns.get(name, patterns.get(layer_type))
-    parsed = parse_pattern(value)
-    return None if parsed is None else f"{parsed[0]}:{parsed[1]}"
+    if value is None or value == "dense":
+        return None
+    return parse_pattern(value, allow_dense=True)
 
 
 def _linear(name: str, layer_type: str, tokens: int, d_in: int, d_out: int, patterns) -> LayerMacs:
     pattern = _pattern_for(patterns, name, layer_type)
     dense = tokens * d_in * d_out
-    k, n = parse_pattern(pattern) or (1, 1)
-    return LayerMacs(name, layer_type, tokens, d_in, d_out, pattern, dense, dense * k / n)
+    k, n = pattern or DENSE
+    label = None if pattern is None else str(pattern)
+    return LayerMacs(name, layer_type, tokens, d_in, d_out, label, dense, dense * k / n)
 
 
 def vit_macs(
@@ -261,8 +135,8 @@ def vit_macs(
         :data:`LAYER_TYPES`, names look like ``"blocks.3.mlp.fc1"`` and take precedence.
         A k:n layer costs ``k/n`` of its dense MACs.
       tome_r: ToMe merges per block (0 = off), an int or one int per block.
-      tome_convention: ``"block"`` (whole block ``l`` at ``N_l`` tokens, the SPEC's number)
-        or ``"merge"`` (MLP at the post-merge count ``N_{l+1}``).
+      tome_convention: ``"block"`` (whole block ``l`` at ``N_l`` tokens, the convention of
+        `docs/method/macs.md`) or ``"merge"`` (MLP at the post-merge count ``N_{l+1}``).
 
     Returns:
       A :class:`MacReport`; ``dense_total`` is the same model dense without ToMe.

@@ -1,13 +1,150 @@
-"""Data-path certificates: elastic-net objectives, path bounds and the statements they certify, and their capture on a network."""
+"""Data-path certificates of pruning [P26]: what removing part of a layer can do to the loss.
 
-from mpjax.certificates import bounds, network, objectives
+* :mod:`~mpjax.certificates.objectives`: cross-entropy, the elastic-net penalty and objective,
+  logit margins.
+* :mod:`~mpjax.certificates.bounds`: the data-path bound ``B_T(R)``, the Lipschitz constants it
+  needs and its Gaussian form.
+* :mod:`~mpjax.certificates.statements`: the certificates built on it (margins, elastic-net and
+  Frobenius, prune-restore, stationarity, telescoping, threshold support recovery).
+* :mod:`~mpjax.certificates.checks`: measured quantities against their bounds.
+* :mod:`~mpjax.certificates.capture`: layer inputs and Lipschitz constants of a Flax network.
+* :mod:`~mpjax.certificates.network`: :func:`certify_network` on a Flax network, its reports.
+
+The math, with its references, is in ``docs/method/certificates.md``.
+
+References:
+  [P26] Berlyand, Bourdais, Owhadi, Shmalo et al., "Pruning DNNs via the Marchenko-Pastur
+  Distribution" (arXiv 2606.02608), Sec. "Certificates".
+"""
+
+from mpjax.certificates import (
+    bounds,
+    capture,
+    checks,
+    network,
+    objectives,
+    statements,
+)
+from mpjax.certificates.bounds import (
+    ONE_LIPSCHITZ_ACTIVATIONS,
+    PathBound,
+    data_path_bound,
+    gaussian_g_from_edge,
+    gaussian_path_bound,
+    is_zero_bound,
+    jacobian_lipschitz_estimate,
+    matrix_inf_norm,
+    mlp_lipschitz,
+    path_bound,
+    residual_inf_norms,
+)
+from mpjax.certificates.capture import (
+    LipschitzFn,
+    capture_inputs,
+    estimated_lipschitz_fn,
+    jacobian_lipschitz,
+    mlp_lipschitz_bound,
+)
+from mpjax.certificates.checks import (
+    Check,
+    check_bound,
+    check_logit_drift,
+    check_margins,
+    check_objective_bound,
+    check_path_bound,
+)
 from mpjax.certificates.network import (
+    CertifyReport,
+    LayerReport,
     certify_network,
+    format_report,
+    mlp_from_params,
+)
+from mpjax.certificates.objectives import (
+    accuracy,
+    cross_entropy,
+    elastic_net_objective,
+    elastic_net_penalty,
+    l1_penalty,
+    l2_penalty,
+    params_penalty,
+    per_sample_cross_entropy,
+    predicted_margin,
+    true_margin,
+)
+from mpjax.certificates.statements import (
+    ElasticNetCertificate,
+    MarginCertificate,
+    PruneRestore,
+    Stationarity,
+    TelescopedBound,
+    elastic_net_certificate,
+    frobenius_certificate,
+    margin_certificate,
+    prune_restore,
+    stationarity_bound,
+    stationarity_eps,
+    support_threshold,
+    telescope,
+    threshold_support,
 )
 
 __all__ = [
     "bounds",
+    "capture",
+    "checks",
     "network",
     "objectives",
+    "statements",
+    "ONE_LIPSCHITZ_ACTIVATIONS",
+    "PathBound",
+    "matrix_inf_norm",
+    "mlp_lipschitz",
+    "jacobian_lipschitz_estimate",
+    "residual_inf_norms",
+    "data_path_bound",
+    "path_bound",
+    "is_zero_bound",
+    "gaussian_path_bound",
+    "gaussian_g_from_edge",
+    "Check",
+    "check_bound",
+    "check_path_bound",
+    "check_logit_drift",
+    "check_margins",
+    "check_objective_bound",
+    "LipschitzFn",
+    "capture_inputs",
+    "mlp_lipschitz_bound",
+    "jacobian_lipschitz",
+    "estimated_lipschitz_fn",
+    "LayerReport",
+    "CertifyReport",
     "certify_network",
+    "mlp_from_params",
+    "format_report",
+    "per_sample_cross_entropy",
+    "cross_entropy",
+    "l2_penalty",
+    "l1_penalty",
+    "elastic_net_penalty",
+    "params_penalty",
+    "elastic_net_objective",
+    "predicted_margin",
+    "true_margin",
+    "accuracy",
+    "MarginCertificate",
+    "margin_certificate",
+    "ElasticNetCertificate",
+    "elastic_net_certificate",
+    "frobenius_certificate",
+    "PruneRestore",
+    "prune_restore",
+    "Stationarity",
+    "stationarity_eps",
+    "stationarity_bound",
+    "TelescopedBound",
+    "telescope",
+    "support_threshold",
+    "threshold_support",
 ]

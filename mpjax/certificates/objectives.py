@@ -15,6 +15,8 @@ Conventions (shared with :mod:`mpjax.certificates.bounds`):
 * Margins: the *predicted* margin is ``z_top - max_{j != top} z_j >= 0`` (0 on a tie for the
   top); the *true-label* margin is ``z_y - max_{j != y} z_j`` (negative when misclassified).
 
+See ``docs/method/certificates.md`` for how these enter the certificates.
+
 References:
   [P26] Berlyand, Bourdais, Owhadi, Shmalo et al., "Pruning DNNs via the Marchenko-Pastur
   Distribution" (arXiv 2606.02608), Sec. "Certificates".
@@ -28,7 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mpjax import tree as mtree
+from mpjax import tree
 
 Array = Any
 PyTree = Any
@@ -90,7 +92,7 @@ def per_sample_cross_entropy(logits: Array, labels: Array) -> Array:
 
     Its gradient in ``z`` is ``softmax(z) - e_y``, whose l1 norm is ``2 (1 - p_y) <= 2``:
     ``ce`` is 2-Lipschitz from ``(R^C, ||.||_inf)`` to ``R``, the constant behind the
-    factor 2 in the data-path budget of :mod:`mpjax.certificates.bounds`.
+    factor 2 in the data-path bound of :mod:`mpjax.certificates.bounds`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -124,26 +126,35 @@ def _as_mapping(matrices: Array | Mapping[str, Array]) -> Mapping[str, Array]:
     return matrices if isinstance(matrices, Mapping) else {"": matrices}
 
 
+def _check_strengths(l1: float | Array, l2: float | Array) -> None:
+    """Reject negative strengths; traced values (under ``jit``/``vmap``) are not checked."""
+    try:
+        negative = float(l1) < 0 or float(l2) < 0
+    except (jax.errors.ConcretizationTypeError, TypeError):
+        return  # a tracer: its sign is unknown here, the caller owns the check
+    if negative:
+        raise ValueError(f"l1={l1}, l2={l2}: regularisation strengths must be >= 0.")
+
+
 def elastic_net_penalty(
     matrices: Array | Mapping[str, Array],
-    l1: float,
-    l2: float,
+    l1: float | Array,
+    l2: float | Array,
     weights: Array | Mapping[str, Array] | None = None,
 ) -> Array:
     """``sum_A [l2 ||A||_F^2 + l1 ||A||_1]`` over one matrix or a ``{path: matrix}`` dict.
 
     Args:
       matrices: one matrix or ``{path: W}``.
-      l1: weight of the entrywise l1 norm (``>= 0``).
-      l2: weight of the squared Frobenius norm (``>= 0``).
+      l1: weight of the entrywise l1 norm (``>= 0``); a float or a scalar array.
+      l2: weight of the squared Frobenius norm (``>= 0``); a float or a scalar array.
       weights: optional per-entry weights of the same structure as ``matrices`` (used by
         both terms); entries of a mapping may be missing (= unweighted).
 
     Raises:
-      ValueError: if ``l1`` or ``l2`` is negative.
+      ValueError: if ``l1`` or ``l2`` is negative (checked when they are concrete values).
     """
-    if l1 < 0 or l2 < 0:
-        raise ValueError(f"l1={l1}, l2={l2}: regularisation strengths must be >= 0.")
+    _check_strengths(l1, l2)
     mats = _as_mapping(matrices)
     ws = {} if weights is None else _as_mapping(weights)
     total = jnp.zeros(())
@@ -154,13 +165,40 @@ def elastic_net_penalty(
 
 
 def params_penalty(
-    params: PyTree, l1: float, l2: float, views: Mapping[str, mtree.LayerView] | None = None
+    params: PyTree,
+    l1: float | Array,
+    l2: float | Array,
+    views: Mapping[str, tree.LayerView] | None = None,
 ) -> Array:
-    """Elastic-net penalty of the weight matrices of ``params`` (biases and norms excluded).
+    """The elastic-net penalty of a parameter pytree: ``sum_W [l2 ||W||_F^2 + l1 ||W||_1]``.
 
-    ``views`` defaults to :func:`mpjax.tree.select` (every weight matrix).
+    This is mpjax's one definition of the penalty of ``J = CE + penalty``, used by the
+    certificates and by the L2 dynamics study. Only the weight matrices count (Dense,
+    DenseGeneral and Conv kernels as selected by :func:`mpjax.tree.select`); biases,
+    normalisation scales and embeddings are excluded. ``||W||_1 = sum_ij |W_ij|`` is entrywise.
+
+    Args:
+      params: a parameter pytree (e.g. a Linen ``params`` dict).
+      l1: strength of the l1 term (``>= 0``): a float or a scalar array. Traced values work,
+        so the penalty can be used inside ``jit``/``grad`` and ``vmap``-ed over per-member
+        strengths; their sign is then not checked.
+      l2: strength of the squared Frobenius term (``>= 0``), same forms as ``l1``.
+      views: the matrices to penalise, ``{path: LayerView}``; default every weight matrix
+        (:func:`mpjax.tree.select`).
+
+    Returns:
+      A scalar array (float32 unless the parameters are float64).
+
+    Raises:
+      ValueError: if a concrete ``l1`` or ``l2`` is negative.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> params = {"Dense_0": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)}}
+      >>> float(params_penalty(params, l1=1.0, l2=0.5))  # 6 + 0.5 * 6, the bias excluded
+      9.0
     """
-    return elastic_net_penalty(mtree.matrices(params, views), l1, l2)
+    return elastic_net_penalty(tree.matrices(params, views), l1, l2)
 
 
 def elastic_net_objective(

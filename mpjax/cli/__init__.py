@@ -1,7 +1,13 @@
-"""The ``mpjax`` command line: the only code that parses argv."""
+"""The ``mpjax`` command line: the only code in mpjax that parses argv.
 
-from mpjax.cli.dispatch import main
+One module per command (``analyze``, ``prune``, ``demo``, ``train``, ``certify``,
+``dynamics``, ``export``), each with ``build_parser()`` and ``main(argv) -> int``; the
+benchmarks live in :mod:`mpjax.cli.bench`; :mod:`mpjax.cli.dispatch` picks the command.
+"""
+
+from mpjax.cli.dispatch import COMMANDS, main
 
 __all__ = [
+    "COMMANDS",
     "main",
 ]

@@ -2,7 +2,7 @@
 
 A run trains one fully connected architecture for several *members* at once: every member is
 one (arm, seed) pair, where an arm fixes the regularisation (``l1``, ``l2``) and whether MP
-pruning (Algorithm 1 of SPEC §4) runs during training. All members share shapes, so the
+pruning (Algorithm 1 of [P25], see `docs/method/l2-theory.md`) runs during training. All members share shapes, so the
 whole train step is ``vmap``-ed over them (seeds and regularisation sweeps are batched).
 Width sweeps change shapes and run one width after the other (``experiment="scaling"``).
 
@@ -14,6 +14,9 @@ Named configs (:data:`CONFIGS`):
 * ``"paper"``: the same comparison at the papers' width ``[784, 3000 x4, 500, 10]``, 100 epochs.
 * ``"scaling"``: outer-layer scaling ``[784, N, N, 10]`` over ``N`` (a_N(s) and tau vs N).
 * ``"noise"``: noise injection eps = c / N into the middle layer of a trained net.
+
+References:
+  [P25] Berlyand et al., arXiv 2503.01922, Algorithm 1 and §5 (L2 training dynamics).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ import json
 import os
 from collections.abc import Mapping
 from typing import Any
+
+import numpy as np
 
 ACTIVATIONS = ("abs", "relu")
 INITS = ("1/N", "1/N^2")
@@ -122,6 +127,19 @@ class DynamicsConfig:
     def n_layers(self) -> int:
         """Number of weight matrices ``len(widths) - 1``."""
         return len(self.widths) - 1
+
+
+def member_strengths(config: DynamicsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """``(l1, l2)``: the regularisation strengths of every member, two float32 arrays ``(M,)``.
+
+    Examples:
+      >>> config = DynamicsConfig(seeds=(0, 1), arms=(Arm("none"), Arm("L2", l2=0.5)))
+      >>> member_strengths(config)[1].tolist()
+      [0.0, 0.0, 0.5, 0.5]
+    """
+    l1 = np.asarray([arm.l1 for arm, _ in config.members], np.float32)
+    l2 = np.asarray([arm.l2 for arm, _ in config.members], np.float32)
+    return l1, l2
 
 
 def _arm(name: str, l1: float = 0.0, l2: float = 0.0, mp: bool = False) -> Arm:

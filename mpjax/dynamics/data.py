@@ -13,14 +13,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mpjax import data as data_lib
+from mpjax.data import epoch_permutation, load_fashion_mnist, normalize
 from mpjax.dynamics.config import DynamicsConfig
 
 #: Seed of the synthetic teacher and its samples (shared by every member of a run).
 TEACHER_SEED = 1234
 
 
-class Data(NamedTuple):
+class StudyData(NamedTuple):
     """Flattened float32 inputs ``[n, d_0]`` and int32 labels ``[n]``."""
 
     x_train: np.ndarray
@@ -29,7 +29,7 @@ class Data(NamedTuple):
     y_test: np.ndarray
 
 
-def teacher_data(config: DynamicsConfig) -> Data:
+def teacher_data(config: DynamicsConfig) -> StudyData:
     """Labels ``argmax(T2 relu(T1 x))`` of Gaussian inputs, ``T1`` of rank ``teacher_rank``."""
     rng = np.random.default_rng(TEACHER_SEED)
     d, h, r, k = config.widths[0], config.teacher_hidden, config.teacher_rank, config.widths[-1]
@@ -39,20 +39,27 @@ def teacher_data(config: DynamicsConfig) -> Data:
     T2 = rng.normal(size=(k, h)) / np.sqrt(h)
     x = rng.normal(size=(n_tr + n_te, d)).astype(np.float32)
     y = np.argmax(np.maximum(x @ T1.T + b1, 0) @ T2.T, axis=1).astype(np.int32)
-    return Data(x[:n_tr], y[:n_tr], x[n_tr:], y[n_tr:])
+    return StudyData(x[:n_tr], y[:n_tr], x[n_tr:], y[n_tr:])
 
 
-def load_data(config: DynamicsConfig) -> Data:
-    """The run's data: Fashion-MNIST standardised by the training mean/std, or the teacher."""
+def load_study_data(config: DynamicsConfig) -> StudyData:
+    """The run's data: Fashion-MNIST standardised by the training mean/std, or the teacher.
+
+    Args:
+      config: the run's config (``dataset``, ``n_train``, ``n_test``, teacher fields).
+
+    Returns:
+      A :class:`StudyData` with flattened float32 inputs and int32 labels.
+    """
     if config.dataset == "teacher":
         return teacher_data(config)
-    xtr, ytr = data_lib.load_fashion_mnist("train")
-    xte, yte = data_lib.load_fashion_mnist("test")
+    xtr, ytr = load_fashion_mnist("train")
+    xte, yte = load_fashion_mnist("test")
     xtr, ytr = xtr[: config.n_train], ytr[: config.n_train]
     xte, yte = xte[: config.n_test], yte[: config.n_test]
     mean, std = float(xtr.mean()) / 255.0, float(xtr.std()) / 255.0
-    flat = lambda x: data_lib.normalize(x, "standard", mean, std).reshape(len(x), -1)  # noqa: E731
-    return Data(flat(xtr), ytr.astype(np.int32), flat(xte), yte.astype(np.int32))
+    flat = lambda x: normalize(x, "standard", mean, std).reshape(len(x), -1)  # noqa: E731
+    return StudyData(flat(xtr), ytr.astype(np.int32), flat(xte), yte.astype(np.int32))
 
 
 def steps_per_epoch(config: DynamicsConfig, n_train: int) -> int:
@@ -64,7 +71,7 @@ def epoch_indices(config: DynamicsConfig, n_train: int, epoch: int) -> np.ndarra
     """Minibatch indices ``[steps, members, batch]``: member order from ``(seed, epoch)``."""
     n_steps, B = steps_per_epoch(config, n_train), config.batch_size
     perms = [
-        data_lib.epoch_permutation(n_train, seed, epoch)[: n_steps * B]
+        epoch_permutation(n_train, seed, epoch)[: n_steps * B]
         for _, seed in config.members
     ]
     return np.stack(perms).reshape(len(perms), n_steps, B).transpose(1, 0, 2).astype(np.int32)

@@ -1,4 +1,7 @@
-"""Reading dynamics runs back, and the three experiments of the L2 study (SPEC §6).
+"""Reading dynamics runs back, and the three experiments of the L2 study.
+
+The theory and the papers' protocols: `docs/method/l2-theory.md`.
+
 
 * ``experiment="train"``: one run (e.g. the regularisation comparison none / MP / L1+L2 /
   MP+L1+L2 / MP+L2); :func:`arm_table` gives the final test accuracy per arm.
@@ -6,17 +9,20 @@
   :func:`scaling_metrics` gives ``a_N = mean_s ||W3||_inf ||W1 s||_2 sqrt(log(2N)/N)`` over
   the test inputs ``s`` (``W1 s`` without bias, ``||.||_inf`` the max abs row sum of the
   ``(d_out, d_in)`` view) and ``tau_N = sqrt(2 v* log(2 N^2 / delta))``, the entrywise noise
-  threshold of SPEC §5.10 for the middle ``N x N`` layer (``t = sqrt(2 g log(2NM/delta)/N)``
+  threshold of the certificates (`docs/method/certificates.md`) for the middle ``N x N`` layer (``t = sqrt(2 g log(2NM/delta)/N)``
   with ``g = N v*`` fitted, ``delta = 0.05``).
 * ``experiment="noise"``: adds ``E_ij ~ N(0, eps)``, ``eps = c / N``, to the middle layer of
   the trained net and reports the test CE, accuracy and the regularised loss
   ``J = CE + l2 ||W||_F^2 + l1 ||W||_1`` (mean over ``noise_draws`` draws).
+
+References:
+  [P25] Berlyand et al., arXiv 2503.01922, §5 (L2 training dynamics, the experiments).
+  [P26] Berlyand et al., arXiv 2606.02608, ESM2 (the protocols) and the entrywise threshold.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from typing import Any, NamedTuple
 
@@ -24,9 +30,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mpjax.certificates import params_penalty
 from mpjax.dynamics import store
-from mpjax.dynamics import trainer as dyn
-from mpjax.dynamics.config import DynamicsConfig, from_dict, validate
+from mpjax.dynamics.config import DynamicsConfig, load_config, member_strengths, validate
+from mpjax.dynamics.data import StudyData, load_study_data, steps_per_epoch
+from mpjax.dynamics.plots import plot_scaling, save_figure, save_run_plots
+from mpjax.dynamics.record import layer_paths
+from mpjax.dynamics.trainer import evaluate_members, init_members, train
 
 PyTree = Any
 DELTA = 0.05
@@ -47,22 +57,23 @@ class Run(NamedTuple):
 
 
 def load_run(out: str) -> Run:
-    """Read a run directory written by :func:`mpjax.dynamics.trainer` (epochs of its index)."""
-    import json
+    """Read a run directory written by :func:`mpjax.dynamics.trainer.train` (epochs of its index).
 
-    with open(os.path.join(out, "config.json")) as f:
-        config = from_dict(json.load(f))
+    Raises:
+      ValueError: when the run has no recorded epoch or a record file is unreadable.
+    """
+    config = load_config(os.path.join(out, "config.json"))
     entries = store.read_index(out)
     if not entries:
         raise ValueError(f"{out}: no recorded epoch in index.jsonl; run mpjax dynamics first")
-    recs = [store.read_npz(os.path.join(out, e["file"])) for e in entries]
+    recs = [store.read_epoch(out, e["epoch"]) for e in entries]
     metrics = {
         k.split("/", 1)[1]: np.stack([r[k] for r in recs])
         for k in recs[0]
         if k.startswith("metrics/")
     }
     layers: dict[str, dict[str, np.ndarray]] = {}
-    for path in dyn.layer_paths(config):
+    for path in layer_paths(config):
         fields = [k[len(path) + 1 :] for k in recs[0] if k.startswith(path + "/")]
         layers[path] = {f: np.stack([r[f"{path}/{f}"] for r in recs]) for f in fields}
     return Run(config, np.array([e["epoch"] for e in entries]), metrics, layers)
@@ -105,8 +116,8 @@ def arm_table(run: Run) -> list[dict[str, Any]]:
 
 def load_params(out: str, config: DynamicsConfig) -> PyTree:
     """The stacked member params of the run's last checkpoint."""
-    n_steps = dyn.steps_per_epoch(config, config.n_train or 1 << 30)
-    target = jax.eval_shape(lambda: dyn.init_members(config, max(n_steps, 1)))
+    n_steps = steps_per_epoch(config, config.n_train or 1 << 30)
+    target = jax.eval_shape(lambda: init_members(config, max(n_steps, 1)))
     ck = store.load_checkpoint(out, target)
     if ck is None:
         raise ValueError(f"{out}: no checkpoint.npz; run mpjax dynamics first")
@@ -145,9 +156,9 @@ def run_scaling(config: DynamicsConfig, out: str, resume: bool = False) -> list[
             )
         )
         sub_out = os.path.join(out, f"N{N}")
-        data = dyn.load_data(sub) if data is None else data
+        data = load_study_data(sub) if data is None else data
         resume_sub = resume or not os.path.exists(os.path.join(sub_out, "config.json"))
-        dyn.train(sub, sub_out, resume=resume_sub, data=data)
+        train(sub, sub_out, resume=resume_sub, data=data)
         run = load_run(sub_out)
         mid = run.layers["Dense_1/kernel"]
         row = scaling_metrics(sub, load_params(sub_out, sub), data.x_test[:2000], mid["v_star"][-1])
@@ -164,7 +175,7 @@ def run_scaling(config: DynamicsConfig, out: str, resume: bool = False) -> list[
 
 
 def noise_injection(
-    config: DynamicsConfig, params: PyTree, data: dyn.Data, seed: int = 0
+    config: DynamicsConfig, params: PyTree, data: StudyData, seed: int = 0
 ) -> list[dict[str, Any]]:
     """Test CE / accuracy / regularised loss after adding ``N(0, c/N)`` to the middle layer.
 
@@ -172,7 +183,7 @@ def noise_injection(
     """
     mid = config.n_layers // 2
     N = config.widths[mid]
-    l1, l2 = dyn._member_arrays(config)
+    l1, l2 = member_strengths(config)
     xt, yt = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
     key = jax.random.key(seed)
     rows = []
@@ -188,8 +199,8 @@ def noise_injection(
                     "kernel": K + jnp.sqrt(c / N) * jax.random.normal(sub, K.shape, K.dtype),
                 },
             }
-            ce_m, acc_m = dyn.evaluate(config, noisy, xt, yt)
-            pen = np.asarray(jax.vmap(dyn.penalty)(noisy, l1, l2))
+            ce_m, acc_m = evaluate_members(config, noisy, xt, yt)
+            pen = np.asarray(jax.vmap(params_penalty)(noisy, l1, l2))
             ce.append(ce_m.mean())
             acc.append(acc_m.mean())
             J.append((ce_m + pen).mean())
@@ -208,15 +219,20 @@ def noise_injection(
 def run_experiment(
     config: DynamicsConfig, out: str, resume: bool = False, plots: bool = True
 ) -> dict[str, Any]:
-    """Run the config's experiment under ``out``; returns (and writes) a JSON-ready summary."""
-    from mpjax.dynamics import plots as dplots
+    """Run the config's experiment under ``out``; returns (and writes) a JSON-ready summary.
 
+    Args:
+      config: the run's config; ``config.experiment`` picks train, scaling or noise.
+      out: the run directory.
+      resume: extend the run(s) already in ``out``.
+      plots: write the PNG plots under ``out/plots``.
+    """
     if config.experiment == "scaling":
         rows = run_scaling(config, out, resume)
         if plots:
-            dplots.save_figure(dplots.plot_scaling(rows), os.path.join(out, "plots", "scaling.png"))
+            save_figure(plot_scaling(rows), os.path.join(out, "plots", "scaling.png"))
         return {"experiment": "scaling", "rows": rows}
-    dyn.train(config, out, resume=resume)
+    train(config, out, resume=resume)
     run = load_run(out)
     result: dict[str, Any] = {
         "experiment": config.experiment,
@@ -224,17 +240,9 @@ def run_experiment(
         "arms": arm_table(run),
     }
     if config.experiment == "noise":
-        data = dyn.load_data(config)
+        data = load_study_data(config)
         result["noise"] = noise_injection(config, load_params(out, config), data)
     store.write_json(os.path.join(out, "summary.json"), result)
     if plots:
-        dplots.save_run_plots(run, os.path.join(out, "plots"))
+        save_run_plots(run, os.path.join(out, "plots"))
     return result
-
-
-def list_runs(root: str) -> list[str]:
-    """Run directories (holding a config.json) under ``root``."""
-    return sorted(
-        os.path.dirname(p)
-        for p in glob.glob(os.path.join(root, "**", "config.json"), recursive=True)
-    )

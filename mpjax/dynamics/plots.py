@@ -18,7 +18,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mpjax.mp import law as mp_law  # noqa: E402
+from mpjax import mp  # noqa: E402
 
 
 def _arm_members(run: Any) -> dict[str, list[int]]:
@@ -75,17 +75,6 @@ def plot_energy(run: Any):
     return fig
 
 
-def mp_singular_density(s: np.ndarray, v: float, shape: tuple[int, int]) -> np.ndarray:
-    """Density of the singular values of a ``(d_out, d_in)`` matrix of iid ``N(0, v)`` entries.
-
-    With ``x = s^2 / (v n)`` following MP(ratio ``y = p/n``, scale 1) on its ``p`` nonzero
-    values, the singular-value density is ``pdf_MP(x) * 2 s / (v n)``.
-    """
-    n, y = max(shape), min(shape) / max(shape)
-    s = np.asarray(s, np.float64)
-    return mp_law.pdf(s**2 / (v * n), y) * 2 * s / (v * n)
-
-
 def mp_bin_counts(edges: np.ndarray, v: float, shape: tuple[int, int]) -> np.ndarray:
     """Expected counts of the ``p`` singular values of an iid ``N(0, v)`` matrix per bin.
 
@@ -93,7 +82,7 @@ def mp_bin_counts(edges: np.ndarray, v: float, shape: tuple[int, int]) -> np.nda
     ``p (F_MP(b^2 / (v n)) - F_MP(a^2 / (v n)))`` values on average.
     """
     p, n = min(shape), max(shape)
-    F = mp_law.cdf(np.asarray(edges, np.float64) ** 2 / (v * n), p / n)
+    F = mp.cdf(np.asarray(edges, np.float64) ** 2 / (v * n), p / n)
     return p * np.diff(F)
 
 

@@ -1,6 +1,6 @@
 """What the dynamics study records per layer, and the MP pruning step of Algorithm 1.
 
-Conventions (SPEC §1, §6). ``W`` is the ``(d_out, d_in)`` matrix view, ``W = U diag(s) V^T``,
+Conventions (see `docs/method/l2-theory.md`). ``W`` is the ``(d_out, d_in)`` matrix view, ``W = U diag(s) V^T``,
 ``s`` descending, ``p = min(d_out, d_in)``, ``n = max``, ``y = p / n``. The MP fit
 (:func:`mpjax.mp.fits.fit`, BEMA) sees eigenvalues ``s^2 / d_in`` and returns ``sigma2`` and the
 bulk edge ``sigma_plus`` on the singular-value scale. From it we derive:
@@ -11,7 +11,7 @@ bulk edge ``sigma_plus`` on the singular-value scale. From it we derive:
   ``v_star = sigma2 d_in (1 + sqrt y)^2 / (sqrt d_out + sqrt d_in)^2`` (``= sigma2`` when
   ``d_out <= d_in``; the Tracy-Widom shift of the edge is left out on purpose).
 * ``g_star = d_in v_star``: the ``g`` of the papers' ``R ~ N(0, g / N)`` with ``N = d_in``.
-* ``gN = d_out d_in v_star``: ``g* N`` of SPEC §6, i.e. ``E ||R||_F^2`` (``= g* N`` for a
+* ``gN = d_out d_in v_star``: the papers' ``g* N``, i.e. ``E ||R||_F^2`` (``= g* N`` for a
   square ``N x N`` layer); it tends to 0 when the bulk collapses.
 * ``bulk_energy = sum_{s_i <= sigma_plus} s_i^2``: the bulk's share of ``||W||_F^2``, a
   second estimate of ``||R||_F^2`` (it misses the part of ``R`` along the spikes).
@@ -25,16 +25,17 @@ bulk edge ``sigma_plus`` on the singular-value scale. From it we derive:
 * ``overlap_u``, ``overlap_v``: ``||U_k^T U'_k||_F^2 / k`` between the top-``k`` left (right)
   singular subspaces of this epoch and of the previous one (1 = same subspace).
 
-:func:`decompose` computes the spectrum (float64 Gram eigendecomposition on CPU, float32 SVD
-on an accelerator); :func:`record_epoch` and :func:`mp_prune_members` apply
-:func:`layer_record` and :func:`mp_prune_matrix` to every layer of every member of a run.
+:func:`decompose` is the thin SVD of one layer (the records need singular vectors, so not
+the values-only :mod:`mpjax.mp.spectra`); :func:`record_epoch` and :func:`mp_prune_members`
+apply :func:`layer_record` and :func:`mp_prune_matrix` to every layer of every member of a run.
+
+References:
+  [P25] Berlyand et al., arXiv 2503.01922, Algorithm 1 and §5 (L2 training dynamics).
+  Benaych-Georges & Nadakuditi, Adv. Math. 227 (2011) / JMVA 111 (2012): the BBP outlier map.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -42,13 +43,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mpjax import mp
 from mpjax.dynamics.config import DynamicsConfig
-from mpjax.mp import fits as mp
-from mpjax.pruning import lowrank
+from mpjax.pruning import factorization_saves, truncation_rank
 
 #: Layers with fewer singular values than this are recorded but never MP-pruned: a
 #: bulk fit on a handful of values (e.g. the 10 x d classifier) means nothing.
 MIN_PRUNE_P = 32
+
+#: Where :func:`decompose` runs the SVD: ``"numpy"`` (float64 on the host) or ``"jax"``.
+BACKENDS = ("numpy", "jax")
 
 #: Per-layer scalar fields of a record (arrays of shape ``(members,)``).
 SCALARS = (
@@ -69,103 +73,61 @@ SCALARS = (
 )
 
 
-@jax.jit
-def _batched_svd(W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    return jax.vmap(lambda w: jnp.linalg.svd(w, full_matrices=False))(W)
-
-
 class Decomp(NamedTuple):
-    """Spectral decomposition of one ``(d_out, d_in)`` view, as much as the records need.
+    """Thin SVD ``W = U diag(s) Vt`` of one ``(d_out, d_in)`` view, in float64.
 
     Attributes:
-      s: all ``p`` singular values, descending (float64).
-      Q: orthonormal singular vectors of the *smaller* side, columns in the order of ``s``:
-        left ones ``U`` (``d_out x p``) when ``left``, right ones ``V`` (``d_in x p``) otherwise.
-      left: whether ``Q`` holds left singular vectors.
-      W: the matrix itself (float64), to get the other side's top vectors.
+      s: all ``p = min(d_out, d_in)`` singular values, descending.
+      U: left singular vectors, ``(d_out, p)``, columns in the order of ``s``.
+      Vt: right singular vectors as rows, ``(p, d_in)``.
     """
 
     s: np.ndarray
-    Q: np.ndarray
-    left: bool
-    W: np.ndarray
+    U: np.ndarray
+    Vt: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(d_out, d_in)`` of the decomposed matrix."""
+        return self.U.shape[0], self.Vt.shape[1]
 
     def top(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(U_k, V_k)``: top-``k`` left and right singular vectors (columns)."""
-        Qk = self.Q[:, :k]
-        inv = 1.0 / np.where(self.s[:k] > 0, self.s[:k], 1.0)
-        other = (self.W.T @ Qk if self.left else self.W @ Qk) * inv
-        return (Qk, other) if self.left else (other, Qk)
+        return self.U[:, :k], self.Vt[:k].T
 
     def truncate(self, r: int) -> np.ndarray:
-        """Best rank-``r`` approximation: ``Q_r Q_r^T W`` (or ``W Q_r Q_r^T``)."""
-        Qr = self.Q[:, :r]
-        return Qr @ (Qr.T @ self.W) if self.left else (self.W @ Qr) @ Qr.T
+        """Best rank-``r`` approximation ``U_r diag(s_r) V_r^T`` (Eckart-Young)."""
+        return (self.U[:, :r] * self.s[:r]) @ self.Vt[:r]
 
 
 def decompose(W: np.ndarray, backend: str = "numpy") -> Decomp:
-    """Singular values and smaller-side vectors of one matrix view.
+    """The thin SVD of one matrix view, as a :class:`Decomp` in float64.
 
-    ``backend="numpy"``: eigendecomposition of the smaller Gram matrix in float64 on the host
-    (``W W^T`` or ``W^T W``; ``s = sqrt(max(eig, 0))``), 2-3x cheaper than an SVD and exact to
-    ~1e-8 s_max in float64. ``backend="jax"``: a float32 SVD on the default device (GPU runs).
+    Args:
+      W: a ``(d_out, d_in)`` matrix.
+      backend: ``"numpy"``: LAPACK in float64 on the host (CPU runs); ``"jax"``: a float32
+        SVD on the default device (accelerator runs), converted to float64.
+
+    Raises:
+      ValueError: for an unknown ``backend``.
+
+    Examples:
+      >>> import numpy as np
+      >>> dec = decompose(np.diag([1.0, 3.0]))
+      >>> dec.s.tolist(), np.abs(dec.truncate(1)).tolist()
+      ([3.0, 1.0], [[0.0, 0.0], [0.0, 3.0]])
     """
-    W64 = np.asarray(W, np.float64)
-    left = W64.shape[0] <= W64.shape[1]
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of {BACKENDS}.")
     if backend == "jax":
-        u, s, vt = _batched_svd(jnp.asarray(W, jnp.float32)[None])
-        Q = np.asarray(u[0] if left else vt[0].T, np.float64)
-        return Decomp(np.asarray(s[0], np.float64), Q, left, W64)
-    G = W64 @ W64.T if left else W64.T @ W64
-    e, Q = np.linalg.eigh(G)
-    order = np.argsort(e)[::-1]
-    return Decomp(np.sqrt(np.maximum(e[order], 0.0)), Q[:, order], left, W64)
-
-
-@functools.lru_cache(maxsize=1)
-def _openblas_setter() -> tuple[Callable, Callable] | None:
-    """``(get, set)`` of numpy's OpenBLAS thread count via ctypes, or ``None`` if not found."""
-    try:
-        with open("/proc/self/maps") as f:
-            libs = sorted({ln.split()[-1] for ln in f if "openblas" in ln.lower()})
-    except OSError:
-        return None
-    for lib in libs:
-        try:
-            dll = ctypes.CDLL(lib)
-        except OSError:
-            continue
-        for get, put in (
-            ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
-            ("openblas_get_num_threads", "openblas_set_num_threads"),
-        ):
-            if hasattr(dll, get) and hasattr(dll, put):
-                return getattr(dll, get), getattr(dll, put)
-    return None
-
-
-@contextlib.contextmanager
-def blas_threads(n: int):
-    """Run numpy's OpenBLAS on ``n`` threads inside the block (best effort, else a no-op).
-
-    The Gram eigendecompositions of the records are small; on a busy shared CPU, OpenBLAS
-    threads spinning for cores they cannot get made them 20-50x slower than one thread.
-    """
-    fns = _openblas_setter()
-    if fns is None:
-        yield
-        return
-    get, put = fns
-    old = int(get())
-    put(int(n))
-    try:
-        yield
-    finally:
-        put(old)
+        u, s, vt = jnp.linalg.svd(jnp.asarray(W, jnp.float32), full_matrices=False)
+    else:
+        u, s, vt = np.linalg.svd(np.asarray(W, np.float64), full_matrices=False)
+    return Decomp(*(np.asarray(a, np.float64) for a in (s, u, vt)))
 
 
 def default_backend() -> str:
-    """``"jax"`` on an accelerator (float32 SVD on device), ``"numpy"`` on CPU (float64 Gram)."""
+    """``"jax"`` on an accelerator (float32 SVD on device), ``"numpy"`` on CPU (float64)."""
     return "numpy" if jax.default_backend() == "cpu" else "jax"
 
 
@@ -237,7 +199,7 @@ def layer_record(
       ``"top_s"``, ``"sigma_hat"``, ``"sigma_hat_paper"`` (k,), ``"U_top"`` (d_out, k),
       ``"V_top"`` (d_in, k).
     """
-    shape = dec.W.shape
+    shape = dec.shape
     d_out, d_in = shape
     s64 = dec.s
     p = s64.shape[0]
@@ -262,7 +224,7 @@ def layer_record(
         "overlap_v": subspace_overlap(V_k, prev[1]) if prev is not None else float("nan"),
         "rank": float(r),
         "params_effective": float(
-            r * (d_out + d_in) if lowrank.factorization_saves(shape, r) else d_out * d_in
+            r * (d_out + d_in) if factorization_saves(shape, r) else d_out * d_in
         ),
         "status": str(fit.status),
         "s": s64,
@@ -297,11 +259,11 @@ def mp_prune_matrix(
     p = dec.s.shape[0]
     if p < MIN_PRUNE_P:
         return None, p
-    fit = fit_fn(dec.s, dec.W.shape)
+    fit = fit_fn(dec.s, dec.shape)
     if not np.isfinite(fit.fit_error) or fit.fit_error >= fit_error_max:
         return None, p
     f = keep_fraction(epoch, horizon)
-    r = int(lowrank.truncation_rank(jnp.asarray(dec.s), float(fit.edge), f))
+    r = int(truncation_rank(jnp.asarray(dec.s), float(fit.edge), f))
     if r >= p:
         return None, p
     return dec.truncate(r).astype(np.float32), r

@@ -8,7 +8,7 @@ Layout of a run directory::
     checkpoint.npz           params + optimizer state after the last finished epoch
 
 Every file is written to a temporary name in the same directory and moved into place with
-``os.replace`` (atomic on POSIX), so a crash never leaves a half-written file under a final
+``os.replace`` (:func:`mpjax.npz.atomic_write`, atomic on POSIX), so a crash never leaves a half-written file under a final
 name. Per epoch the order is: records, then checkpoint (the commit point), then index. On
 resume the index is rebuilt from the records of epochs ``0..c`` where ``c`` is the
 checkpoint's epoch, so an interrupted run loses at most the epoch in progress and never
@@ -19,56 +19,28 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
+from mpjax import npz
+
 PyTree = Any
 
 
-def _atomic_write(path: str, write) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; records are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_json(path: str, obj: Any) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
-    _atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
+    """Write ``obj`` as indented JSON with sorted keys, atomically."""
+    npz.atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True).encode()))
 
 
-def write_npz(path: str, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write a dict of arrays as an uncompressed ``.npz``, atomically (no pickles)."""
-    _atomic_write(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
-
-
-def read_npz(path: str) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` as a dict (pickles refused).
-
-    Raises:
-      ValueError: when the file is missing or unreadable, naming the path.
-    """
+def _read_record(path: str) -> dict[str, np.ndarray]:
+    """All arrays of a record or checkpoint file; an unreadable file says how to recover."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError) as e:
-        raise ValueError(
-            f"{path}: cannot read the record file ({e}); delete it and --resume"
-        ) from e
+        return npz.read_npz(path, what="a record file")
+    except ValueError as e:
+        raise ValueError(f"{e} Delete it and --resume.") from e
 
 
 def epoch_file(epoch: int) -> str:
@@ -83,12 +55,12 @@ def write_epoch(
     data = dict(arrays)
     data["epoch"] = np.asarray(epoch)
     data["summary_json"] = np.asarray(json.dumps({"epoch": epoch, **summary}, sort_keys=True))
-    write_npz(os.path.join(run_dir, epoch_file(epoch)), data)
+    npz.write_npz(os.path.join(run_dir, epoch_file(epoch)), data)
 
 
 def read_epoch(run_dir: str, epoch: int) -> dict[str, np.ndarray]:
     """The records of one epoch."""
-    return read_npz(os.path.join(run_dir, epoch_file(epoch)))
+    return _read_record(os.path.join(run_dir, epoch_file(epoch)))
 
 
 def write_index(run_dir: str, entries: list[dict[str, Any]]) -> None:
@@ -97,7 +69,7 @@ def write_index(run_dir: str, entries: list[dict[str, Any]]) -> None:
     if epochs != sorted(set(epochs)):
         raise ValueError(f"{run_dir}/index.jsonl: epochs {epochs} must be increasing and unique")
     text = "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries)
-    _atomic_write(os.path.join(run_dir, "index.jsonl"), lambda f: f.write(text.encode()))
+    npz.atomic_write(os.path.join(run_dir, "index.jsonl"), lambda f: f.write(text.encode()))
 
 
 def read_index(run_dir: str) -> list[dict[str, Any]]:
@@ -123,7 +95,7 @@ def rebuild_index(run_dir: str, last_epoch: int) -> list[dict[str, Any]]:
                 f"{path}: missing record of committed epoch {epoch}; the run "
                 "directory is damaged, start a new --out"
             )
-        rec = read_npz(path)
+        rec = _read_record(path)
         entries.append({**json.loads(str(rec["summary_json"])), "file": epoch_file(epoch)})
     return entries
 
@@ -134,7 +106,7 @@ def save_checkpoint(run_dir: str, epoch: int, state: PyTree) -> None:
     arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
     arrays["epoch"] = np.asarray(epoch)
     arrays["n_leaves"] = np.asarray(len(leaves))
-    write_npz(os.path.join(run_dir, "checkpoint.npz"), arrays)
+    npz.write_npz(os.path.join(run_dir, "checkpoint.npz"), arrays)
 
 
 def load_checkpoint(run_dir: str, target: PyTree) -> tuple[int, PyTree] | None:
@@ -149,7 +121,7 @@ def load_checkpoint(run_dir: str, target: PyTree) -> tuple[int, PyTree] | None:
     path = os.path.join(run_dir, "checkpoint.npz")
     if not os.path.exists(path):
         return None
-    data = read_npz(path)
+    data = _read_record(path)
     leaves, treedef = jax.tree_util.tree_flatten(target)
     if int(data["n_leaves"]) != len(leaves):
         raise ValueError(

@@ -1,4 +1,4 @@
-"""L2-regularised training dynamics of fully connected nets (SPEC §6), recorded epoch by epoch.
+"""L2-regularised training dynamics of fully connected nets, recorded epoch by epoch.
 
 :func:`train` trains ``MLP(widths)`` for every *member* (arm x seed, see
 :mod:`mpjax.dynamics.config`) at once: the whole train step is ``vmap``-ed over members and an
@@ -6,14 +6,17 @@ epoch is one ``jit``-ed ``lax.scan`` over minibatches. The loss of a member is
 
     J(W) = CE(W) + l2 sum_l ||W_l||_F^2 + l1 sum_l ||W_l||_1        (kernels only)
 
-minimised by SGD (momentum 0.9) with a staircase schedule ``lr * decay^(floor(epoch/every))``.
+minimised by SGD (momentum 0.9) with a staircase schedule ``lr * decay^(floor(epoch/every))``;
+the penalty is :func:`mpjax.certificates.params_penalty` with per-member strengths.
 After every epoch (and at the initialisation, epoch 0) each layer of each member is analysed
 (:mod:`mpjax.dynamics.record`: singular spectrum, BEMA fit, bulk energy, g*N, inverse-BBP
 spike estimates, subspace overlaps), members with ``mp=True`` are MP-pruned every
 ``prune_every`` epochs (Algorithm 1, keep-rank truncation), and the records go to an on-disk
 dataset (:mod:`mpjax.dynamics.store`) that a later call with ``resume=True`` extends.
+The theory and the study's protocol: `docs/method/l2-theory.md`.
 
-Command line: ``mpjax dynamics --config NAME|FILE.json --out DIR [--resume] [--epochs N]``.
+Command line: ``mpjax dynamics --config NAME|FILE.json --out DIR [--resume] [--epochs N]``
+(:mod:`mpjax.cli.dynamics`).
 
 References:
   [P25] Berlyand et al., arXiv 2503.01922, Algorithm 1 and §5 (L2 training dynamics).
@@ -21,7 +24,6 @@ References:
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -34,53 +36,49 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from mpjax.dynamics import record as rec_lib
+from mpjax.certificates import params_penalty
 from mpjax.dynamics import store
 from mpjax.dynamics.config import (
-    CONFIGS,
     Arm,
     DynamicsConfig,
-    from_dict,
     load_config,
+    member_strengths,
     to_dict,
     validate,
 )
-from mpjax.dynamics.data import Data, epoch_indices, load_data, steps_per_epoch
-from mpjax.dynamics.record import layer_paths, mp_prune_members, record_epoch
-from mpjax.models import mlp as mlp_lib
+from mpjax.dynamics.data import StudyData, epoch_indices, load_study_data, steps_per_epoch
+from mpjax.dynamics.record import default_backend, layer_paths, mp_prune_members, record_epoch
+from mpjax.models import MLP
 
 __all__ = [
-    "Arm",
-    "CONFIGS",
-    "DynamicsConfig",
-    "Data",
-    "load_config",
-    "load_data",
+    "evaluate_members",
     "init_members",
-    "make_optimizer",
+    "model_of",
+    "study_optimizer",
     "train",
-    "evaluate",
-    "penalty",
-    "layer_paths",
-    "record_epoch",
-    "mp_prune_members",
-    "main_dynamics",
 ]
 
 PyTree = Any
 
 
-def model_of(config: DynamicsConfig) -> mlp_lib.MLP:
-    """The Linen ``MLP`` of the config."""
-    return mlp_lib.MLP(
+def model_of(config: DynamicsConfig) -> MLP:
+    """The Linen ``MLP`` of the config (every member shares it; members differ in params)."""
+    return MLP(
         tuple(config.widths), config.activation, config.use_bias, config.g, config.init_scaling
     )
 
 
-def make_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTransformation:
-    """SGD with momentum (or Adam), lr decayed by ``lr_decay`` every ``lr_decay_every`` epochs."""
+def study_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTransformation:
+    """SGD with momentum (or Adam), lr decayed by ``lr_decay`` every ``lr_decay_every`` epochs.
+
+    Args:
+      config: the run's config (``optimizer``, ``lr``, ``lr_decay``, ``lr_decay_every``,
+        ``momentum``).
+      n_steps: optimiser steps per epoch (the schedule counts steps).
+    """
     sched = optax.exponential_decay(
         config.lr, config.lr_decay_every * n_steps, config.lr_decay, staircase=True
     )
@@ -91,7 +89,7 @@ def make_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTransf
 
 @functools.lru_cache(maxsize=16)
 def _make_init_fn(config: DynamicsConfig, n_steps: int):
-    model, tx = model_of(config), make_optimizer(config, n_steps)
+    model, tx = model_of(config), study_optimizer(config, n_steps)
     x0 = jnp.zeros((1, config.widths[0]), jnp.float32)
 
     def init(keys):
@@ -109,22 +107,6 @@ def init_members(config: DynamicsConfig, n_steps: int) -> tuple[PyTree, PyTree]:
     """
     keys = jnp.stack([jax.random.key(seed) for _, seed in config.members])
     return _make_init_fn(_compile_key(config), n_steps)(keys)
-
-
-def _kernels(params: PyTree) -> list[jax.Array]:
-    return [params[f"Dense_{i}"]["kernel"] for i in range(len(params))]
-
-
-def penalty(params: PyTree, l1: jax.Array, l2: jax.Array) -> jax.Array:
-    """``l2 sum ||W||_F^2 + l1 sum ||W||_1`` over the kernels of one member."""
-    ks = _kernels(params)
-    return l2 * sum(jnp.sum(k * k) for k in ks) + l1 * sum(jnp.sum(jnp.abs(k)) for k in ks)
-
-
-def _member_arrays(config: DynamicsConfig) -> tuple[jax.Array, jax.Array]:
-    l1 = jnp.asarray([a.l1 for a, _ in config.members], jnp.float32)
-    l2 = jnp.asarray([a.l2 for a, _ in config.members], jnp.float32)
-    return l1, l2
 
 
 def _compile_key(config: DynamicsConfig) -> DynamicsConfig:
@@ -156,13 +138,13 @@ def _epoch_fn(config: DynamicsConfig, n_steps: int):
 @functools.lru_cache(maxsize=16)
 def _make_epoch_fn(config: DynamicsConfig, n_steps: int):
     """Jitted ``(params, opt, x, y, idx[steps, M, B], l1, l2) -> (params, opt, metrics)``."""
-    model, tx = model_of(config), make_optimizer(config, n_steps)
+    model, tx = model_of(config), study_optimizer(config, n_steps)
 
     def loss_fn(p, xb, yb, l1, l2):
         logits = model.apply({"params": p}, xb)
         ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
         acc = jnp.mean(jnp.argmax(logits, -1) == yb)
-        return ce + penalty(p, l1, l2), (ce, acc)
+        return ce + params_penalty(p, l1, l2), (ce, acc)
 
     def member_step(p, o, x, y, idx, l1, l2):
         (loss, (ce, acc)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -201,23 +183,26 @@ def _make_eval_fn(config: DynamicsConfig):
     return jax.jit(jax.vmap(ev, in_axes=(0, None, None)))
 
 
-def evaluate(
+def evaluate_members(
     config: DynamicsConfig, params: PyTree, x: jax.Array, y: jax.Array, chunk: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-member mean cross-entropy and accuracy on ``(x, y)``: two arrays ``(M,)``."""
+    """Per-member mean cross-entropy and accuracy on ``(x, y)``: two arrays ``(M,)``.
+
+    Args:
+      config: the run's config.
+      params: stacked member params (leading member axis).
+      x: inputs ``[n, d_0]``.
+      y: integer labels ``[n]``.
+      chunk: samples per jitted evaluation call (bounds memory).
+    """
     fn, tot = _eval_fn(config), 0.0
     for start in range(0, len(y), chunk):
         tot = tot + np.asarray(fn(params, x[start : start + chunk], y[start : start + chunk]))
     return tot[:, 0] / len(y), tot[:, 1] / len(y)
 
 
-def _read_config(path: str) -> DynamicsConfig:
-    with open(path) as f:
-        return from_dict(json.load(f))
-
-
 def _check_resume(out: str, config: DynamicsConfig) -> None:
-    stored = _read_config(os.path.join(out, "config.json"))
+    stored = load_config(os.path.join(out, "config.json"))
     diff = [
         f.name
         for f in dataclasses.fields(DynamicsConfig)
@@ -238,13 +223,48 @@ def _arms_summary(config: DynamicsConfig, metrics: dict[str, np.ndarray]) -> dic
     return out
 
 
+def _host_blas(config: DynamicsConfig) -> threadpool_limits:
+    """Limit the host BLAS threads of the per-layer SVDs (pruning and records).
+
+    Layers up to 1024 wide take one thread: on a busy shared CPU, BLAS threads spinning for
+    cores they cannot get made these small SVDs 20-50x slower than one thread.
+    """
+    threads = 1 if max(config.widths) <= 1024 else os.cpu_count() or 1
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _restore(
+    out: str, config: DynamicsConfig, state: PyTree, ranks: np.ndarray
+) -> tuple[int, PyTree, list[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]] | None]:
+    """``(last epoch, state, index entries, previous top vectors)`` of the run in ``out``.
+
+    Without a checkpoint: ``(-1, state, [], None)``. With one, the index is rebuilt from the
+    records of the committed epochs and ``ranks[M, L]`` gets the MP-pruned ranks back.
+    """
+    ck = store.load_checkpoint(out, jax.eval_shape(lambda: state))
+    if ck is None:
+        return -1, state, [], None
+    start, state = ck
+    entries = store.rebuild_index(out, start)
+    store.write_index(out, entries)
+    last = store.read_epoch(out, start)
+    paths = layer_paths(config)
+    prev = {p: (last[f"{p}/U_top"], last[f"{p}/V_top"]) for p in paths if f"{p}/U_top" in last}
+    for i, p in enumerate(paths):
+        if f"{p}/rank" not in last:
+            continue
+        full = last[f"{p}/rank"] >= last[f"{p}/s"].shape[1]
+        ranks[:, i] = np.where(full, ranks[:, i], last[f"{p}/rank"]).astype(np.int64)
+    return start, state, entries, prev or None
+
+
 def train(
     config: DynamicsConfig,
     out: str,
     *,
     resume: bool = False,
     progress: bool | None = None,
-    data: Data | None = None,
+    data: StudyData | None = None,
     record: bool = True,
     backend: str | None = None,
 ) -> list[dict[str, Any]]:
@@ -256,11 +276,11 @@ def train(
       resume: continue the run in ``out`` from its checkpoint, up to ``config.epochs``
         (a larger ``epochs`` extends it; every other field must equal the stored config).
       progress: show a tqdm bar (default: only on a TTY).
-      data: pre-loaded :class:`Data` (default: :func:`load_data`).
+      data: pre-loaded :class:`StudyData` (default: :func:`load_study_data`).
       record: record the spectra (``False`` only for timing the bare training: the epoch
         files then hold the metrics alone and MP pruning still runs).
-      backend: spectral backend of :func:`mpjax.dynamics.record.decompose` (default: float64
-        Gram on CPU, float32 SVD on an accelerator).
+      backend: SVD backend of :func:`mpjax.dynamics.record.decompose` (default: float64
+        on CPU, float32 on an accelerator).
 
     Returns:
       The index entries (one per recorded epoch ``0..epochs``, with per-member metrics).
@@ -269,7 +289,7 @@ def train(
       ValueError: bad config, or an existing run without ``resume`` / with another config.
     """
     config = validate(config)
-    backend = backend or rec_lib.default_backend()
+    backend = backend or default_backend()
     cfg_path = os.path.join(out, "config.json")
     if os.path.exists(cfg_path):
         if not resume:
@@ -280,33 +300,14 @@ def train(
         _check_resume(out, config)
     os.makedirs(out, exist_ok=True)
     store.write_json(cfg_path, to_dict(config))
-    data = load_data(config) if data is None else data
+    data = load_study_data(config) if data is None else data
     n_steps = steps_per_epoch(config, len(data.y_train))
     x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
     xt, yt = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
-    l1, l2 = _member_arrays(config)
+    l1, l2 = member_strengths(config)
     n_members = len(config.members)
     ranks = np.full((n_members, config.n_layers), np.iinfo(np.int32).max, np.int64)
-
-    state = init_members(config, n_steps)
-    ck = store.load_checkpoint(out, jax.eval_shape(lambda: state))
-    if ck is not None:
-        start, state = ck[0], ck[1]
-        entries = store.rebuild_index(out, start)
-        store.write_index(out, entries)
-        last = store.read_epoch(out, start)
-        prev = {
-            p: (last[f"{p}/U_top"], last[f"{p}/V_top"])
-            for p in layer_paths(config)
-            if f"{p}/U_top" in last
-        } or None
-        for i, p in enumerate(layer_paths(config)):
-            if f"{p}/rank" not in last:
-                continue
-            full = last[f"{p}/rank"] >= last[f"{p}/s"].shape[1]
-            ranks[:, i] = np.where(full, ranks[:, i], last[f"{p}/rank"]).astype(np.int64)
-    else:
-        start, entries, prev = -1, [], None
+    start, state, entries, prev = _restore(out, config, init_members(config, n_steps), ranks)
     params, opt = jax.tree_util.tree_map(jnp.asarray, state)
     todo = range(start + 1, config.epochs + 1)
     show = sys.stderr.isatty() if progress is None else progress
@@ -319,17 +320,17 @@ def train(
             idx = jnp.asarray(epoch_indices(config, len(data.y_train), epoch))
             params, opt, train_m = _epoch_fn(config, n_steps)(params, opt, x, y, idx, l1, l2)
             train_m = np.asarray(train_m)
-            with rec_lib.blas_threads(1 if max(config.widths) <= 1024 else os.cpu_count() or 1):
+            with _host_blas(config):
                 params = mp_prune_members(config, params, epoch, ranks, backend)
             jax.block_until_ready(params)
         t_train = time.perf_counter() - t0
-        with rec_lib.blas_threads(1 if max(config.widths) <= 1024 else os.cpu_count() or 1):
+        with _host_blas(config):
             arrays, prev = (
                 record_epoch(config, params, ranks, prev, backend) if record else ({}, prev)
             )
         t_record = time.perf_counter() - t0 - t_train
-        ce, acc = evaluate(config, params, xt, yt)
-        reg = np.asarray(jax.vmap(penalty)(params, l1, l2))
+        ce, acc = evaluate_members(config, params, xt, yt)
+        reg = np.asarray(jax.vmap(params_penalty)(params, l1, l2))
         lr = float(config.lr * config.lr_decay ** (max(epoch - 1, 0) // config.lr_decay_every))
         metrics = {
             "train_loss": train_m[:, 0],
@@ -358,33 +359,3 @@ def train(
         store.write_index(out, entries)
         bar.set_postfix(acc=f"{np.mean(acc):.3f}")
     return entries
-
-
-def main_dynamics(argv: list[str] | None = None) -> int:
-    """``mpjax dynamics --config NAME|FILE.json --out DIR [--resume] [--epochs N]``."""
-    parser = argparse.ArgumentParser(prog="mpjax dynamics", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--config",
-        default=None,
-        help=f"named config {sorted(CONFIGS)} or a JSON file of DynamicsConfig "
-        "fields (default with --resume: the stored one)",
-    )
-    parser.add_argument("--out", required=True, help="run directory")
-    parser.add_argument("--resume", action="store_true", help="extend the run in --out")
-    parser.add_argument("--epochs", type=int, default=None, help="override config.epochs")
-    parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    args = parser.parse_args(argv)
-    if args.config is None:
-        stored = os.path.join(args.out, "config.json")
-        if not (args.resume and os.path.exists(stored)):
-            parser.error("--config is required unless --resume finds DIR/config.json")
-        config = _read_config(stored)
-    else:
-        config = load_config(args.config)
-    if args.epochs is not None:
-        config = validate(dataclasses.replace(config, epochs=args.epochs))
-    from mpjax.dynamics import experiments as exp
-
-    result = exp.run_experiment(config, args.out, resume=args.resume, plots=not args.no_plots)
-    print(json.dumps(result, indent=2))
-    return 0

@@ -1,21 +1,47 @@
 """Models: fully connected nets (:mod:`~mpjax.models.mlp`), a ViT with token merging
-(:mod:`~mpjax.models.vit`, :mod:`~mpjax.models.tome`) and checkpoint conversion
-(:mod:`~mpjax.models.convert`)."""
+(:mod:`~mpjax.models.vit`, :mod:`~mpjax.models.tome`), model sources
+(:mod:`~mpjax.models.sources`) and checkpoint layout conversion (:mod:`~mpjax.models.convert`)."""
 
-from mpjax.models import convert, mlp, tome, vit
-from mpjax.models.convert import load_source, load_vit_checkpoint
+from mpjax.models import convert, mlp, sources, tome, vit
+from mpjax.models.convert import (
+    flax_to_hf,
+    flax_to_timm,
+    hf_to_flax,
+    timm_to_flax,
+)
 from mpjax.models.mlp import MLP
-from mpjax.models.vit import ViT, ViTConfig, config_for
+from mpjax.models.sources import (
+    LoadedModel,
+    SourceInfo,
+    load_model,
+    load_source,
+    load_vit_checkpoint,
+    random_init,
+)
+from mpjax.models.vit import (
+    ViT,
+    ViTConfig,
+    config_for,
+)
 
 __all__ = [
     "convert",
     "mlp",
+    "sources",
     "tome",
     "vit",
     "MLP",
+    "LoadedModel",
+    "SourceInfo",
     "ViT",
     "ViTConfig",
     "config_for",
+    "flax_to_hf",
+    "flax_to_timm",
+    "hf_to_flax",
+    "load_model",
     "load_source",
     "load_vit_checkpoint",
+    "random_init",
+    "timm_to_flax",
 ]

@@ -1,19 +1,7 @@
-"""Loading models from checkpoints of other frameworks, and named random inits.
+"""Layout conversions of ViT parameters: old vit_jax names, timm and Hugging Face layouts.
 
-:func:`load_source` opens whatever a user points mpjax at:
-
-==============================  ==============================================================
-source                          result
-==============================  ==============================================================
-orbax checkpoint directory      ``mpjax.checkpoint.restore_params(dir)`` (params, masks, meta)
-``*.npz`` (big_vision/vit_jax)  nested Linen dict from ``"a/b/kernel"`` keys (old names fixed)
-``*.safetensors`` (torch)       flat ``{name: ndarray}`` in torch layout (``tree.select`` reads it)
-``vit-ti16`` ... ``vit-l16``    random ViT params with the big_vision names (numpy, fast)
-==============================  ==============================================================
-
-:func:`load_vit_checkpoint` turns a ``.npz`` or a timm / Hugging Face ``.safetensors`` file
-into :class:`~mpjax.models.vit.ViT` params, checked leaf by leaf against ``jax.eval_shape``
-of the model. Layout maps (torch ``W (out, in)``, Linen kernel ``(in, out)``):
+Reading files and naming sources is :mod:`mpjax.models.sources`; this module maps tensors
+between layouts. Layout maps (torch ``W (out, in)``, Linen kernel ``(in, out)``):
 
 * Dense: ``kernel = W.T``; conv: ``kernel (p, p, C, D) = W (D, C, p, p).transpose(2, 3, 1, 0)``;
 * attention in: ``kernel (D, H, hd) = W.T.reshape(D, H, hd)``, bias ``(H, hd)``; timm fuses
@@ -24,22 +12,13 @@ of the model. Layout maps (torch ``W (out, in)``, Linen kernel ``(in, out)``):
 from __future__ import annotations
 
 import re
-import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from mpjax import tree
+from mpjax import npz, tree
 from mpjax.models import vit
-
-SUPPORTED = (
-    "an orbax checkpoint directory, a big_vision/vit_jax .npz file, a torch-layout "
-    ".safetensors file (timm or Hugging Face), or a random init name "
-    "(vit-ti16, vit-s16, vit-b16, vit-l16, vit-fmnist)"
-)
-RANDOM_INITS = ("vit-ti16", "vit-s16", "vit-b16", "vit-l16", "vit-fmnist")
 
 # Old vit_jax names inside an encoder block -> the big_vision names used here.
 _OLD_BLOCK_NAMES = {
@@ -57,20 +36,6 @@ def _to_numpy(value: Any) -> np.ndarray:
         value = value.numpy()
     arr = np.asarray(value)
     return arr.astype(np.float32) if arr.dtype.kind == "f" and arr.dtype != np.float64 else arr
-
-
-def unflatten_dict(flat: Mapping[str, Any], sep: str = "/") -> dict:
-    """``{"a/b/c": x}`` -> ``{"a": {"b": {"c": x}}}``."""
-    out: dict = {}
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(sep)
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"{key}: '{part}' is both a tensor and a prefix of other keys.")
-        node[leaf] = value
-    return out
 
 
 def fix_vit_names(flat: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -104,60 +69,12 @@ def fix_vit_names(flat: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray]
     return out, notes
 
 
-def read_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file, read eagerly (a truncated file fails here, clearly)."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            return {k: np.asarray(f[k]) for k in f.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise ValueError(f"{path}: not a readable .npz file ({e}); expected {SUPPORTED}.") from e
-
-
-def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
-    """All tensors of a ``.safetensors`` file as numpy arrays (torch layout kept)."""
-    from safetensors.numpy import load_file
-
-    try:
-        return dict(load_file(str(path)))
-    except Exception as e:  # safetensors raises its own error type for bad headers
-        raise ValueError(
-            f"{path}: not a readable .safetensors file ({e}); expected {SUPPORTED}."
-        ) from e
-
-
-def save_npz(path: str | Path, params: Any) -> None:
-    """Write params as a big_vision-style ``.npz`` (keys ``"a/b/kernel"``)."""
-    np.savez(path, **{k: np.asarray(v) for k, v in tree.flatten(params).items()})
-
-
-def random_init(config: vit.ViTConfig | str, seed: int = 0) -> dict:
-    """Random ViT params in numpy, fast even for ViT-L (no Flax init is run).
-
-    Shapes come from ``jax.eval_shape`` of the model. Kernels are ``N(0, 1/d_in)`` with
-    ``d_in`` the reduction size of the :mod:`mpjax.tree` matrix view (so the singular values
-    of each ``W`` fill the Marchenko-Pastur bulk, edge ``1 + sqrt(d_out/d_in)``); biases
-    and LayerNorm biases 0, LayerNorm scales 1, ``cls``/``pos_embedding`` ``N(0, 0.02^2)``.
-    """
-    config = vit.config_for(config) if isinstance(config, str) else config
-    abstract = vit.abstract_params(config)
-    rng = np.random.default_rng(seed)
-    out = {}
-    for path, leaf in tree.flatten(abstract).items():
-        name, shape = path.rsplit("/", 1)[-1], tuple(leaf.shape)
-        if name == "kernel":
-            std = 1.0 / np.sqrt(tree.view_of(path, shape).d_in)
-            out[path] = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-        elif name == "scale":
-            out[path] = np.ones(shape, np.float32)
-        elif name == "bias":
-            out[path] = np.zeros(shape, np.float32)
-        else:
-            out[path] = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
-    return tree.unflatten_like(abstract, out)
-
-
 def infer_config(params: Any, **overrides: Any) -> vit.ViTConfig:
-    """The :class:`ViTConfig` whose shapes match ViT ``params`` (big_vision layout)."""
+    """The :class:`ViTConfig` whose shapes match ViT ``params`` (big_vision layout).
+
+    Raises:
+      ValueError: naming the first ViT parameter path missing from ``params``.
+    """
     flat = {k: np.shape(v) for k, v in tree.flatten(params).items()}
     try:
         p, _, c, d = flat["embedding/kernel"]
@@ -296,7 +213,7 @@ def _import(sd: Mapping[str, Any], rules: list[_Rule], cfg, source: str, strict:
     extra = [k for k in sd if k not in used]
     if strict and extra:
         raise ValueError(f"{extra[0]}: unexpected tensor in {source}; pass strict=False to ignore.")
-    return validate_params(unflatten_dict(out), cfg, source)
+    return validate_params(npz.unflatten_dict(out), cfg, source)
 
 
 def _export(params: Any, rules: list[_Rule], cfg: vit.ViTConfig) -> dict[str, np.ndarray]:
@@ -375,96 +292,3 @@ def detect_layout(names: Any) -> str:
     if any("/" in n for n in names):
         return "flax"
     return "unknown"
-
-
-def load_vit_checkpoint(
-    path: str | Path, config: vit.ViTConfig | str, *, strict: bool = True
-) -> dict:
-    """ViT params from a ``.npz`` (big_vision / vit_jax) or ``.safetensors`` (timm or Hugging
-    Face, autodetected) file, validated against ``jax.eval_shape`` of ``ViT(config)``.
-
-    Raises:
-      ValueError: unreadable file, unknown layout, or a missing / mis-shaped tensor (named).
-    """
-    path, cfg = Path(path), _cfg(config)
-    if path.suffix == ".npz":
-        flat, _ = fix_vit_names(read_npz(path))
-        return validate_params(unflatten_dict(flat), cfg, str(path))
-    if path.suffix != ".safetensors":
-        raise ValueError(f"{path}: expected a .npz or .safetensors ViT checkpoint.")
-    sd = read_safetensors(path)
-    layout = detect_layout(sd)
-    if layout == "timm":
-        return timm_to_flax(sd, cfg, strict=strict, source=str(path))
-    if layout == "hf":
-        return hf_to_flax(sd, cfg, strict=strict, source=str(path))
-    if layout == "flax":
-        return validate_params(unflatten_dict(fix_vit_names(sd)[0]), cfg, str(path))
-    raise ValueError(f"{path}: tensor names match neither timm, Hugging Face nor Flax ViT layouts.")
-
-
-def load_source(source: str | Path, *, seed: int = 0) -> tuple[Any, dict]:
-    """Params and a description of where they came from.
-
-    Args:
-      source: a path or a random-init name (see the module table and :data:`SUPPORTED`).
-      seed: seed of a named random init.
-
-    Returns:
-      ``(params, info)``; ``info["kind"]`` is ``"orbax" | "npz" | "safetensors" | "random"``,
-      plus ``config`` (a :class:`ViTConfig`, or ``None`` when not a ViT), ``layout``
-      (``"flax"``, ``"timm"``, ``"hf"``), and ``masks``/``meta`` for orbax, ``renamed`` for npz.
-    """
-    text = str(source)
-    path = Path(source)
-    if text.lower() in RANDOM_INITS and not path.exists():
-        cfg = vit.config_for(text)
-        return random_init(cfg, seed), {
-            "kind": "random",
-            "source": text,
-            "config": cfg,
-            "layout": "flax",
-            "seed": seed,
-        }
-    if path.is_dir():
-        from mpjax.checkpoint import restore_params  # written by another module; import late
-
-        params, masks, meta = restore_params(path)
-        return params, {
-            "kind": "orbax",
-            "source": text,
-            "config": _maybe_config(params),
-            "layout": "flax",
-            "masks": masks,
-            "meta": meta,
-        }
-    if not path.exists():
-        raise ValueError(
-            f"source: {text!r} is neither an existing path nor a known name; expected {SUPPORTED}."
-        )
-    if path.suffix == ".npz":
-        flat, notes = fix_vit_names(read_npz(path))
-        params = unflatten_dict(flat)
-        return params, {
-            "kind": "npz",
-            "source": text,
-            "config": _maybe_config(params),
-            "layout": "flax",
-            "renamed": notes,
-        }
-    if path.suffix == ".safetensors":
-        sd = read_safetensors(path)
-        return sd, {
-            "kind": "safetensors",
-            "source": text,
-            "config": None,
-            "layout": detect_layout(sd),
-        }
-    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected {SUPPORTED}.")
-
-
-def _maybe_config(params: Any) -> vit.ViTConfig | None:
-    try:
-        return infer_config(params)
-    except (ValueError, TypeError):
-        return None

@@ -14,19 +14,22 @@ Attention then uses *proportional attention*: ``softmax(q k^T / sqrt(d) + log s)
 merged token counts as the ``s`` tokens it stands for.
 
 Because ``r`` is a Python int, every shape is static. With ``r`` per block the token
-counts are ``T_0 = T`` and ``T_{l+1} = T_l - r_l`` where ``r_l = min(r, (T_l - 1) // 2)``:
-block ``l``'s attention runs on ``T_l`` tokens and its MLP on ``T_{l+1}``. For ViT-B/16
-(``T = 197``, 12 blocks) and ``r = 8``: attention sees 197, 189, ..., 109 tokens and the
-class token leaves the last block with 101 tokens around it.
+counts are ``T_0 = T`` and ``T_{l+1} = T_l - r_l`` where ``r_l = min(r, (T_l - 1) // 2)``
+(:func:`mpjax.arch.tome_merges`; the whole schedule is :func:`mpjax.arch.tome_schedule`, and
+:func:`mpjax.models.vit.token_counts` for a config): block ``l``'s attention runs on ``T_l``
+tokens and its MLP on ``T_{l+1}``. For ViT-B/16 (``T = 197``, 12 blocks) and ``r = 8``:
+attention sees 197, 189, ..., 109 tokens and the class token leaves the last block with 101
+tokens around it. See `docs/method/tome.md`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from mpjax import arch
 
 
 class Matching(NamedTuple):
@@ -41,40 +44,6 @@ class Matching(NamedTuple):
     unm_idx: jax.Array
     src_idx: jax.Array
     dst_idx: jax.Array
-
-
-def effective_r(num_tokens: int, r: int, class_token: bool = True) -> int:
-    """``min(r, (T - protected) // 2)``: at most half the unprotected tokens can merge."""
-    return max(0, min(int(r), (num_tokens - int(class_token)) // 2))
-
-
-def per_layer_r(r: int | Sequence[int], num_layers: int) -> tuple[int, ...]:
-    """``r`` as one int per block (an int applies to every block)."""
-    if isinstance(r, int):
-        return (r,) * num_layers
-    r = tuple(int(v) for v in r)
-    if len(r) != num_layers:
-        raise ValueError(f"tome_r: {len(r)} values for {num_layers} blocks; pass one per block.")
-    if any(v < 0 for v in r):
-        raise ValueError(f"tome_r: values must be >= 0, got {r}.")
-    return r
-
-
-def token_schedule(
-    num_tokens: int, num_layers: int, r: int | Sequence[int], class_token: bool = True
-) -> list[int]:
-    """Tokens entering each block, plus the final count: ``[T_0, ..., T_L]``.
-
-    Examples:
-      >>> token_schedule(197, 12, 8)[:3], token_schedule(197, 12, 8)[-1]
-      ([197, 189, 181], 101)
-      >>> token_schedule(17, 4, 4)
-      [17, 13, 9, 5, 3]
-    """
-    counts = [int(num_tokens)]
-    for r_l in per_layer_r(r, num_layers):
-        counts.append(counts[-1] - effective_r(counts[-1], r_l, class_token))
-    return counts
 
 
 def bipartite_soft_matching(metric: jax.Array, r: int, class_token: bool = True) -> Matching:
@@ -119,13 +88,13 @@ def merge_tokens(
       x: ``[B, T, D]`` tokens.
       size: ``[B, T, 1]`` how many input patches each token stands for.
       metric: ``[B, T, C]`` similarity features (keys averaged over heads).
-      r: requested merges (clipped by :func:`effective_r`).
+      r: requested merges (clipped by :func:`mpjax.arch.tome_merges`).
 
     Returns:
       ``(x', size')`` of ``T - r_eff`` tokens; ``x'_b = sum s_i x_i / sum s_i`` over the
       tokens merged into ``b``.
     """
-    r = effective_r(x.shape[1], r, class_token)
+    r = arch.tome_merges(x.shape[1], r, protected=int(class_token))
     if r == 0:
         return x, size
     matching = bipartite_soft_matching(metric, r, class_token)

@@ -15,7 +15,7 @@ Parameter tree (``D`` hidden, ``H`` heads, ``hd = D/H``, ``T = (S/p)^2 + 1`` tok
     Transformer/encoder_norm/{scale, bias}
     head/{kernel (D, classes), bias}
 
-so ``.npz`` checkpoints of that layout load as they are (see :mod:`mpjax.models.convert`).
+so ``.npz`` checkpoints of that layout load as they are (see :mod:`mpjax.models.sources`).
 Semantics follow timm's ``VisionTransformer`` (class-token pooling, pre-norm blocks,
 exact GELU, LayerNorm ``eps = 1e-6``), so converted timm weights give the same logits.
 
@@ -42,15 +42,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mpjax import tree
+from mpjax import arch, tree
 from mpjax.models import tome
 
 Initializer = Callable[..., jax.Array]
 
 
+#: The ViT-B/16 shape: the default of :class:`ViTConfig`, as of :class:`mpjax.arch.ViTDims`.
+_DEFAULT = arch.PRESETS["vit-b16"]
+
+
 @dataclasses.dataclass(frozen=True)
 class ViTConfig:
-    """Shape of a ViT (hashable, so it can sit on a Linen module).
+    """Shape of a ViT plus the model-only fields (hashable, so it can sit on a Linen module).
+
+    The shapes are those of :class:`mpjax.arch.ViTDims` under the Flax names (``hidden``
+    is ``hidden_size``, ``layers`` is ``num_layers``, ...); presets come from the one table
+    :data:`mpjax.arch.PRESETS` (see :func:`config_for`).
 
     Attributes:
       patch_size: side ``p`` of the square patches.
@@ -65,14 +73,14 @@ class ViTConfig:
       dtype: compute dtype name (params stay float32), e.g. ``"bfloat16"`` on accelerators.
     """
 
-    patch_size: int = 16
-    hidden_size: int = 768
-    num_layers: int = 12
-    num_heads: int = 12
-    mlp_dim: int = 3072
-    image_size: int = 224
-    channels: int = 3
-    num_classes: int = 1000
+    patch_size: int = _DEFAULT.patch_size
+    hidden_size: int = _DEFAULT.hidden
+    num_layers: int = _DEFAULT.layers
+    num_heads: int = _DEFAULT.heads
+    mlp_dim: int = _DEFAULT.mlp
+    image_size: int = _DEFAULT.image_size
+    channels: int = _DEFAULT.channels
+    num_classes: int = _DEFAULT.num_classes
     layernorm_eps: float = 1e-6
     dtype: str = "float32"
 
@@ -85,6 +93,31 @@ class ViTConfig:
             raise ValueError(
                 f"patch_size: {self.patch_size} does not divide image_size {self.image_size}."
             )
+
+    @classmethod
+    def from_dims(cls, dims: arch.ViTDims, **overrides: Any) -> ViTConfig:
+        """The config of an :class:`mpjax.arch.ViTDims` shape, with some fields changed.
+
+        Examples:
+          >>> ViTConfig.from_dims(arch.PRESETS["vit-s16"], dtype="bfloat16").hidden_size
+          384
+        """
+        fields = dict(
+            patch_size=dims.patch_size,
+            hidden_size=dims.hidden,
+            num_layers=dims.layers,
+            num_heads=dims.heads,
+            mlp_dim=dims.mlp,
+            image_size=dims.image_size,
+            channels=dims.channels,
+            num_classes=dims.num_classes,
+        )
+        return cls(**{**fields, **overrides})
+
+    @property
+    def dims(self) -> arch.ViTDims:
+        """The shape as an :class:`mpjax.arch.ViTDims`."""
+        return arch.vit_dims(self)
 
     @property
     def head_dim(self) -> int:
@@ -106,33 +139,24 @@ class ViTConfig:
         return dataclasses.replace(self, **changes)
 
 
-_PRESETS = {
-    "ti16": dict(patch_size=16, hidden_size=192, num_layers=12, num_heads=3, mlp_dim=768),
-    "s16": dict(patch_size=16, hidden_size=384, num_layers=12, num_heads=6, mlp_dim=1536),
-    "b16": dict(patch_size=16, hidden_size=768, num_layers=12, num_heads=12, mlp_dim=3072),
-    "l16": dict(patch_size=16, hidden_size=1024, num_layers=24, num_heads=16, mlp_dim=4096),
-    # Small ViT for 28x28x1 Fashion-MNIST: 7x7 patches -> 16 tokens + class token, 0.2M
-    # params. Measured: 88.0% test accuracy after 5 epochs on 2 CPU cores (AdamW lr 2e-3
-    # warmup-cosine, weight decay 0.05, batch 128, standardised inputs, no augmentation).
-    "fmnist": dict(
-        patch_size=7, hidden_size=64, num_layers=4, num_heads=4, mlp_dim=128,
-        image_size=28, channels=1, num_classes=10,
-    ),
-}  # fmt: skip
-
-
 def config_for(name: str, **overrides: Any) -> ViTConfig:
-    """Preset configs: ``"ti16"``, ``"s16"``, ``"b16"``, ``"l16"`` (ImageNet, 224 px, 1000
-    classes) and ``"fmnist"``; a ``"vit-"`` prefix is accepted.
+    """The config of a preset of :data:`mpjax.arch.PRESETS`, with some fields changed.
+
+    Presets: ``"ti16"``, ``"s16"``, ``"b16"``, ``"l16"`` (ImageNet, 224 px, 1000 classes)
+    and ``"fmnist"`` (28x28x1 Fashion-MNIST); a ``"vit-"`` or ``"vit_"`` prefix is accepted.
+
+    Raises:
+      ValueError: for an unknown name.
 
     Examples:
       >>> config_for("b16").num_tokens, config_for("fmnist").num_tokens
       (197, 17)
     """
     key = name.lower().removeprefix("vit-").removeprefix("vit_")
-    if key not in _PRESETS:
-        raise ValueError(f"name: unknown ViT config {name!r}; expected one of {sorted(_PRESETS)}.")
-    return ViTConfig(**{**_PRESETS[key], **overrides})
+    if f"vit-{key}" not in arch.PRESETS:
+        known = sorted(k.removeprefix("vit-") for k in arch.PRESETS)
+        raise ValueError(f"name: unknown ViT config {name!r}; expected one of {known}.")
+    return ViTConfig.from_dims(arch.PRESETS[f"vit-{key}"], **overrides)
 
 
 def _flat_init(base: Initializer, n_in_axes: int) -> Initializer:
@@ -316,7 +340,7 @@ class ViT(nn.Module):
             [jnp.broadcast_to(cls.astype(x.dtype), (x.shape[0], 1, x.shape[2])), x], 1
         )
         x = Encoder(cfg, capture_inputs, name="Transformer")(
-            x, tome.per_layer_r(tome_r, cfg.num_layers)
+            x, arch.per_block_r(tome_r, cfg.num_layers)
         )
         head = Linear(
             (cfg.num_classes,), capture=capture_inputs, dtype=dtype,
@@ -327,7 +351,7 @@ class ViT(nn.Module):
 
 def init_params(config: ViTConfig, key: jax.Array) -> dict:
     """Linen ``params`` of ``ViT(config)`` (a jitted Flax init; see
-    :func:`mpjax.models.convert.random_init` for a fast numpy init of big models)."""
+    :func:`mpjax.models.sources.random_init` for a fast numpy init of big models)."""
     return _init_params(config, key)
 
 
@@ -343,8 +367,17 @@ def abstract_params(config: ViTConfig) -> dict:
 
 
 def token_counts(config: ViTConfig, tome_r: int | Sequence[int] = 0) -> list[int]:
-    """Tokens entering each block and leaving the last: ``[T_0, ..., T_L]`` (ToMe schedule)."""
-    return tome.token_schedule(config.num_tokens, config.num_layers, tome_r)
+    """Tokens entering each block and leaving the last: ``[T_0, ..., T_L]``.
+
+    The ToMe schedule :func:`mpjax.arch.tome_schedule` with one more entry: block ``l``'s
+    attention runs on ``T_l`` tokens and its MLP on ``T_{l+1}``.
+
+    Examples:
+      >>> token_counts(config_for("b16"), 8)[:3], token_counts(config_for("b16"), 8)[-1]
+      ([197, 189, 181], 101)
+    """
+    rs = arch.per_block_r(tome_r, config.num_layers)
+    return list(arch.tome_schedule(config.num_tokens, config.num_layers + 1, (*rs, 0)))
 
 
 def layer_inputs(

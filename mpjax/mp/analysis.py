@@ -17,7 +17,6 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -27,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from mpjax import tree
-from mpjax.mp import fits as mp
 from mpjax.mp import spectra
+from mpjax.mp.fits import MPFit, check_options, fit, hill_alpha, stable_rank
 
 PyTree = Any
 
@@ -56,14 +55,14 @@ class Analysis:
     Attributes:
       rows: one dict per layer with the keys :data:`COLUMNS` (tree order).
       spectra: ``{path: singular values}`` (descending numpy arrays), kept for plots.
-      fits: ``{path: mp.MPFit}``.
+      fits: ``{path: MPFit}``.
       views: ``{path: tree.LayerView}``.
       config: the fit options used.
     """
 
     rows: list[dict[str, Any]]
     spectra: dict[str, np.ndarray]
-    fits: dict[str, mp.MPFit]
+    fits: dict[str, MPFit]
     views: dict[str, tree.LayerView]
     config: dict[str, Any]
 
@@ -97,7 +96,7 @@ class Analysis:
             json.dump({"config": self.config, "layers": self.rows}, fh, indent=1, allow_nan=False)
 
 
-def _row(view: tree.LayerView, s: np.ndarray, f: mp.MPFit, hill_k: int) -> dict[str, Any]:
+def _row(view: tree.LayerView, s: np.ndarray, f: MPFit, hill_k: int) -> dict[str, Any]:
     return {
         "path": view.path,
         "shape": [view.d_out, view.d_in],
@@ -108,8 +107,8 @@ def _row(view: tree.LayerView, s: np.ndarray, f: mp.MPFit, hill_k: int) -> dict[
         "fit_error": f.fit_error,
         "bulk_fraction": f.bulk_fraction,
         "n_spikes": f.n_spikes,
-        "alpha_hill": mp.hill_alpha(s, hill_k),
-        "stable_rank": mp.stable_rank(s),
+        "alpha_hill": hill_alpha(s, hill_k),
+        "stable_rank": stable_rank(s),
         "status": f.status,
     }
 
@@ -150,14 +149,14 @@ def analyze(
     if not selected:
         raise ValueError("params: no weight matrix matches include/exclude; check the globs.")
     views = {p: selected[p] for p in sorted(selected, key=tree.natural_key)}  # model order
-    mp.check_options(method, alpha, beta, tw_form, false_spike_rate)  # before the costly part
+    check_options(method, alpha, beta, tw_form, false_spike_rate)  # before the costly part
     tree.check_finite(params, views)
     svals = spectra.singular_values(params, views, spectra_method, dtype, progress)
-    fits = {
-        path: mp.fit(svals[path], v.shape, method, alpha, beta, tw_form, false_spike_rate)
+    layer_fits = {
+        path: fit(svals[path], v.shape, method, alpha, beta, tw_form, false_spike_rate)
         for path, v in views.items()
     }
-    rows = [_row(v, svals[p], fits[p], hill_k) for p, v in views.items()]
+    rows = [_row(v, svals[p], layer_fits[p], hill_k) for p, v in views.items()]
     config = {
         "method": method,
         "alpha": alpha,
@@ -167,7 +166,7 @@ def analyze(
         "spectra_method": spectra_method,
         "hill_k": hill_k,
     }
-    return Analysis(rows, svals, fits, dict(views), config)
+    return Analysis(rows, svals, layer_fits, dict(views), config)
 
 
 def analyze_to_dir(
@@ -198,46 +197,3 @@ def summary_lines(report: Analysis) -> list[str]:
         f"{len(report)} layers; status: " + ", ".join(f"{k} {v}" for k, v in statuses.items()),
         f"spikes above the MP edge: {spikes} in total",
     ]
-
-
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mpjax analyze", description="Per-layer MP analysis.")
-    ap.add_argument("source", help="orbax dir, big_vision .npz, safetensors, or vit-b16 etc.")
-    ap.add_argument("--out", required=True, help="output directory for the report")
-    ap.add_argument("--method", default="bema", choices=mp.METHODS)
-    ap.add_argument("--alpha", type=float, default=0.25, help="BEMA window trim")
-    ap.add_argument("--beta", type=float, default=0.8, help="BEMA Tracy–Widom level")
-    ap.add_argument("--tw-form", default="paper", choices=("paper", "reference-code"))
-    ap.add_argument("--false-spike-rate", type=float, default=0.05)
-    ap.add_argument("--include", action="append", help="path glob (repeatable)")
-    ap.add_argument("--exclude", action="append", help="path glob (repeatable)")
-    ap.add_argument("--spectra-method", default="gram", choices=spectra.METHODS)
-    ap.add_argument("--max-panels", type=int, default=48)
-    return ap
-
-
-def main_analyze(argv: list[str] | None = None) -> int:
-    """``mpjax analyze SOURCE --out DIR [--method M] [--alpha A] [--beta B] [--include GLOB]
-    [--exclude GLOB]``: load SOURCE, write the report into DIR, print where it went."""
-    args = _parser().parse_args(argv)
-    from mpjax.models.convert import load_source
-
-    params, _info = load_source(args.source)
-    report = analyze_to_dir(
-        params,
-        args.out,
-        max_panels=args.max_panels,
-        include=args.include,
-        exclude=args.exclude,
-        method=args.method,
-        alpha=args.alpha,
-        beta=args.beta,
-        tw_form=args.tw_form,
-        false_spike_rate=args.false_spike_rate,
-        spectra_method=args.spectra_method,
-    )
-    for line in summary_lines(report):
-        print(line)
-    names = ("analysis.csv", "analysis.json", "esd_grid.png", "edges.png")
-    print(f"report written to {os.path.abspath(args.out)}: " + ", ".join(names))
-    return 0

@@ -1,6 +1,7 @@
 """Fitting the Marchenko–Pastur bulk of a weight spectrum: BEMA, Gavish–Donoho, calibrated.
 
-Conventions (SPEC §1-3): a layer ``W`` of shape ``(d_out, d_in)`` has singular values ``s``;
+Conventions (see `docs/method/mp-law.md`, Conventions): a layer ``W`` of shape
+``(d_out, d_in)`` has singular values ``s``;
 ``p = min(d_out, d_in)``, ``n = max(d_out, d_in)``, ``y = p / n``. Fits use the eigenvalues
 ``lambda_i = s_i^2 / d_in``; the fitted MP scale ``sigma2`` is on that scale and the per-entry
 noise variance is ``noise_var = sigma2 * d_in / n``. The edge is reported on the singular-value
@@ -82,7 +83,7 @@ class MPFit(NamedTuple):
 
     @property
     def sigma_plus(self) -> float:
-        """Alias of :attr:`edge` (the SPEC's name)."""
+        """Alias of :attr:`edge` (the papers' name, sigma_plus)."""
         return self.edge
 
     @property
@@ -226,7 +227,7 @@ def fit(
     """Fit the MP bulk of one layer's spectrum and locate its edge.
 
     Methods:
-      * ``"bema"`` (SPEC §3): ``sigma2 = sum q_k lambda_k / sum q_k^2`` over the window
+      * ``"bema"`` (`docs/method/mp-law.md`, BEMA): ``sigma2 = sum q_k lambda_k / sum q_k^2`` over the window
         ``k in [alpha p, (1 - alpha) p)`` with ``q_k`` the MP(y) quantile at ``k / p``;
         ``lambda_plus = sigma2 [(1 + sqrt y)^2 + t n^(-2/3) y^(-1/6) (1 + sqrt y)^(4/3)]``,
         ``t = F_TW1^-1(1 - beta)`` (``tw_form="reference-code"`` uses ``(1 + sqrt y)^4 / 3``).

@@ -1,6 +1,6 @@
 """The Marchenko–Pastur law and Tracy–Widom (GOE) quantiles; the fits live in :mod:`mpjax.mp.fits`.
 
-Conventions (SPEC §1-3):
+Conventions (see `docs/method/mp-law.md`, Conventions):
 
 * A layer is a matrix ``W`` of shape ``(d_out, d_in)`` with singular values ``s``;
   ``p = min(d_out, d_in)``, ``n = max(d_out, d_in)``, aspect ratio ``y = p / n <= 1``.

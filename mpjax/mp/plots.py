@@ -16,14 +16,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mpjax.mp import fits as mp  # noqa: E402
+from mpjax.mp.fits import MPFit  # noqa: E402
+from mpjax.mp.law import pdf  # noqa: E402
 
 #: Eigenvalues beyond this multiple of ``lambda_plus`` are left out of a panel's x-range.
 X_RANGE = 1.5
 
 
 def esd_panel(
-    ax: Any, s: np.ndarray, fit: mp.MPFit, bins: int | None = None, title: str = ""
+    ax: Any, s: np.ndarray, fit: MPFit, bins: int | None = None, title: str = ""
 ) -> None:
     """One ESD panel: histogram of ``s^2 / d_in``, fitted MP density, edge line.
 
@@ -42,7 +43,7 @@ def esd_panel(
         ax.hist(shown, bins=bins, density=True, color="0.75")
     if fit.sigma2 > 0 and p:
         x = np.linspace(0.0, hi, 400)
-        ax.plot(x, mp.pdf(x, p / n, fit.sigma2), color="C0", lw=1.2, label="MP fit")
+        ax.plot(x, pdf(x, p / n, fit.sigma2), color="C0", lw=1.2, label="MP fit")
         ax.axvline(
             fit.lambda_plus,
             color="C3",

@@ -1,21 +1,72 @@
-"""Pruning as pytree transformations: masks, N:M patterns, layer budgets and every method behind one entry point."""
+"""Pruning as pytree transformations: masks, N:M patterns, layer budgets and every method behind one registry.
 
-from mpjax.pruning import budgets, cast, cyclic, lowrank, masks, permute, registry, ser
+* :mod:`~mpjax.pruning.masks`: the masks contract, exact top-k masks, apply/check/summary;
+* :mod:`~mpjax.pruning.nm`: N:M masks and their independent validator;
+* :mod:`~mpjax.pruning.budgets`: per-layer budgets, SEB, the cyclic procedure's layer rule;
+* :mod:`~mpjax.pruning.ser`, :mod:`~mpjax.pruning.cast`, :mod:`~mpjax.pruning.lowrank`,
+  :mod:`~mpjax.pruning.cyclic`, :mod:`~mpjax.pruning.permute`: the methods and transforms;
+* :mod:`~mpjax.pruning.registry`: the method table :data:`METHODS`, :func:`prune` and
+  :func:`pruner` (:mod:`~mpjax.pruning.methods` holds the built-in transformations).
+"""
+
+from mpjax.pruning import (
+    budgets,
+    cast,
+    cyclic,
+    lowrank,
+    masks,
+    methods,
+    nm,
+    permute,
+    registry,
+    ser,
+)
+from mpjax.pruning.budgets import (
+    budget_of,
+    cycle_budget,
+    cycle_rate,
+    layer_signals,
+    masks_from_budget,
+    seb_regime,
+    seb_weights,
+)
+from mpjax.pruning.cast import (
+    block_covariances,
+    calibration_cost,
+    covariances,
+)
+from mpjax.pruning.cyclic import (
+    cyclic_prune,
+    prune_cycle,
+)
 from mpjax.pruning.lowrank import (
+    factorization_saves,
     factorize,
     spectral_truncate,
+    truncation_rank,
 )
 from mpjax.pruning.masks import (
     apply_masks,
     check_masks,
+    format_summary,
     magnitude_masks,
+    summary,
+)
+from mpjax.pruning.nm import (
     nm_masks,
     validate_nm,
 )
+from mpjax.pruning.permute import (
+    permute_vit,
+)
 from mpjax.pruning.registry import (
     METHODS,
+    PruningMethod,
+    get_method,
+    parse_target,
     prune,
     pruner,
+    register,
 )
 
 __all__ = [
@@ -24,17 +75,40 @@ __all__ = [
     "cyclic",
     "lowrank",
     "masks",
+    "methods",
+    "nm",
     "permute",
     "registry",
     "ser",
     "METHODS",
+    "PruningMethod",
     "apply_masks",
+    "block_covariances",
+    "budget_of",
+    "calibration_cost",
     "check_masks",
+    "covariances",
+    "cycle_budget",
+    "cycle_rate",
+    "cyclic_prune",
+    "factorization_saves",
     "factorize",
+    "format_summary",
+    "get_method",
+    "layer_signals",
     "magnitude_masks",
+    "masks_from_budget",
     "nm_masks",
+    "parse_target",
+    "permute_vit",
     "prune",
+    "prune_cycle",
     "pruner",
+    "register",
+    "seb_regime",
+    "seb_weights",
     "spectral_truncate",
+    "summary",
+    "truncation_rank",
     "validate_nm",
 ]

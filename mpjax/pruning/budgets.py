@@ -1,4 +1,4 @@
-"""Per-layer sparsity budgets: the P25 cycle rule and spectral edge budgeting (SEB).
+"""Per-layer sparsity budgets: spectral edge budgeting (SEB) and the cyclic procedure's rule.
 
 A **budget** is a pytree with params' structure holding a float sparsity in ``[0, 1)`` at
 each budgeted weight leaf and ``None`` elsewhere. Any pruner can consume one;
@@ -13,8 +13,10 @@ smallest ``|W_ij| / w_l`` with
 
 so a layer with a high MP edge (more noise-like) is pruned harder.
 
+See `docs/method/budgets.md` (SEB, layer budgets, the cyclic singular-value procedure).
+
 References:
-  [P25] arXiv 2503.01922 §3 (layer budget); [P26] arXiv 2606.02608 (SEB). SPEC §4.
+  [P25] arXiv 2503.01922 §3 (layer budget); [P26] arXiv 2606.02608 (SEB).
 """
 
 from __future__ import annotations
@@ -26,9 +28,24 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpjax import tree
-from mpjax.pruning import masks as masks_lib
+from mpjax.pruning.masks import check_sparsity, magnitude_masks, topk_mask
 
 PyTree = Any
+
+__all__ = [
+    "LAYER_TYPES",
+    "SEBRegime",
+    "budget_of",
+    "cycle_budget",
+    "cycle_rate",
+    "layer_signals",
+    "layer_type",
+    "masks_from_budget",
+    "seb_masks",
+    "seb_regime",
+    "seb_weights",
+    "zscore",
+]
 
 LAYER_TYPES = ("attention", "mlp", "other")
 _ATTN_HINTS = ("attention", "attn", "query", "key", "value", "qkv", "q_proj", "k_proj",
@@ -69,7 +86,7 @@ class SEBRegime(NamedTuple):
 
 
 def seb_regime(sparsity: float, plain_below: float | None = None) -> SEBRegime:
-    """The SEB regime of SPEC §4 for a target sparsity.
+    """The SEB regime for a target sparsity (`docs/method/budgets.md`, SEB).
 
     ``s <= 0.20``: Hill signal, beta 0.5, s_d 0.3; ``0.20-0.40``: edge, 1.0, 0.5;
     ``0.40-0.55``: edge, 1.25, 0.7; ``> 0.55``: edge, attention 1.0 / MLP 2.0 / other 1.5,
@@ -114,11 +131,10 @@ def layer_signals(
       ``{path: {"edge": sigma_plus, "fit_error": gamma, "bulk_fraction": mu,
       "hill": alpha_Hill}}`` from ``mp.fit`` (BEMA by default) and ``mp.hill_alpha``.
     """
-    from mpjax.mp import fits as mp  # the spectral fits live with engineer "mp"
-    from mpjax.mp import spectra
+    from mpjax import mp  # local import: the MP fits are only needed here
 
     views = tree.select(params) if views is None else views
-    svals = spectra.singular_values(params, views)
+    svals = mp.singular_values(params, views)
     out = {}
     for p, s in svals.items():
         fit = mp.fit(np.asarray(s), views[p].shape, **dict(fit_kwargs or {}))
@@ -147,7 +163,7 @@ def seb_weights(
     Returns:
       ``{path: w_l}`` (all 1.0 in the ``"none"`` regime).
     """
-    masks_lib.check_sparsity(sparsity)
+    check_sparsity(sparsity)
     regime = regime or seb_regime(sparsity, plain_below)
     if regime.signal == "none":
         return dict.fromkeys(signals, 1.0)
@@ -165,7 +181,7 @@ def seb_masks(
     """Global magnitude masks on ``|W_ij| / w_l``: exactly ``round(s N)`` weights removed."""
     views = {p: v for p, v in (tree.select(params) if views is None else views).items()
              if p in weights}
-    return masks_lib.magnitude_masks(params, sparsity, scope="global", views=views,
+    return magnitude_masks(params, sparsity, scope="global", views=views,
                                      layer_weights=weights)
 
 
@@ -196,20 +212,25 @@ def masks_from_budget(params: PyTree, budget: PyTree, masks: PyTree | None = Non
         raise ValueError(f"{missing[0]}: budget names a leaf that params does not have.")
     out = {}
     for p, s in sp.items():
-        masks_lib.check_sparsity(s, f"budget[{p}]")
+        check_sparsity(s, f"budget[{p}]")
         score = jnp.abs(jnp.asarray(leaves[p]).astype(jnp.float32))
         if p in old:
             score = jnp.where(old[p], score, -1.0)
-        out[p] = masks_lib.topk_mask(score, s)
+        out[p] = topk_mask(score, s)
     return tree.unflatten_like(params, out)
 
 
-def p25_rho(cycle: int) -> float:
-    """``rho_i = 0.06 * 1.02^i``, the P25 pruning rate of cycle ``i``."""
+def cycle_rate(cycle: int) -> float:
+    """``rho_i = 0.06 * 1.02^i``, the pruning rate of cycle ``i`` of the cyclic procedure ([P25]).
+
+    Examples:
+      >>> round(cycle_rate(1), 4)
+      0.0612
+    """
     return 0.06 * 1.02**cycle
 
 
-def p25_budget(
+def cycle_budget(
     params: PyTree,
     fits: Mapping[str, Mapping[str, float]],
     cycle: int,
@@ -217,7 +238,7 @@ def p25_budget(
     *,
     max_sparsity: float = 0.99,
 ) -> PyTree:
-    """The P25 layer budget of cycle ``i >= 1``.
+    """The layer budget of cycle ``i >= 1`` of the cyclic procedure ([P25] §3).
 
     Each layer with a fit removes ``k = ((1 - gamma) mu)^(1.5 / i) * rho_i * nnz`` more
     weights, ``gamma`` = BEMA fit error, ``mu`` = bulk fraction, ``nnz`` = weights still
@@ -228,9 +249,16 @@ def p25_budget(
       fits: ``{path: {"fit_error": gamma, "bulk_fraction": mu}}``.
       cycle: ``i``, starting at 1.
       masks: current masks (``None`` = dense).
+      max_sparsity: cap of each layer's cumulative sparsity.
+
+    Returns:
+      A budget pytree (cumulative sparsity at each fitted leaf, ``None`` elsewhere).
+
+    Raises:
+      ValueError: ``cycle < 1``.
     """
     if cycle < 1:
-        raise ValueError(f"cycle={cycle}: P25 cycles are numbered from 1.")
+        raise ValueError(f"cycle={cycle}: cycles are numbered from 1.")
     leaves = tree.flatten(params)
     old = tree.flatten(masks) if masks is not None else {}
     out = {}
@@ -238,6 +266,6 @@ def p25_budget(
         size = int(np.size(leaves[p]))
         nnz = int(np.count_nonzero(np.asarray(old[p]))) if p in old else size
         quality = max(0.0, (1.0 - f["fit_error"]) * f["bulk_fraction"])
-        k = quality ** (1.5 / cycle) * p25_rho(cycle) * nnz
+        k = quality ** (1.5 / cycle) * cycle_rate(cycle) * nnz
         out[p] = min(max_sparsity, (size - nnz + k) / size)
     return tree.unflatten_like(params, out)

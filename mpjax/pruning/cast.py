@@ -1,4 +1,4 @@
-"""CAST: certificate-inspired N:M projection with calibration covariances (SPEC §4).
+"""CAST: certificate-inspired N:M projection with calibration covariances.
 
 For each output row ``i`` and group ``g`` of ``n`` consecutive inputs (along ``d_in``):
 
@@ -21,6 +21,8 @@ every pattern for every (row, group) is one product ``features(Q) @ phi(z)`` wit
 a running minimum (``lax.scan``): memory is ``rows * groups * chunk``, never
 ``patterns * rows * groups``. The magnitude top-k pattern of each group is always evaluated
 too, so CAST's cost is never above the magnitude N:M cost even with sampled patterns.
+
+See `docs/method/cast.md` (CAST).
 """
 
 from __future__ import annotations
@@ -36,9 +38,20 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpjax import tree
-from mpjax.pruning import masks as masks_lib
+from mpjax.pruning import nm
 
 PyTree = Any
+
+__all__ = [
+    "CastResult",
+    "block_covariances",
+    "calibration_cost",
+    "candidate_patterns",
+    "cast",
+    "cast_matrix",
+    "covariances",
+    "layer_covariances",
+]
 
 
 def block_covariances(X: jax.Array, n: int, max_rows: int | None = 4096) -> jax.Array:
@@ -185,12 +198,12 @@ def cast_matrix(
     (best, idx), _ = jax.lax.scan(body, init, (Z, ids))
 
     # Per-group magnitude candidate: guarantees cost <= magnitude N:M even when sampling.
-    m_mag = masks_lib.nm_matrix_mask(jnp.abs(src), k, n).reshape(-1, n)
+    m_mag = nm.nm_matrix_mask(jnp.abs(src), k, n).reshape(-1, n)
     c_mag = jnp.sum(feat * _phi(1.0 - m_mag.astype(jnp.float32), n), axis=-1)
     use_mag = c_mag < best
     m = jnp.where(use_mag[:, None], m_mag, patterns[idx]).reshape(d_out, d_in)
     obj = jnp.sum(jnp.minimum(best, c_mag) + const)
-    mag_dense = masks_lib.nm_matrix_mask(jnp.abs(Wd), k, n)
+    mag_dense = nm.nm_matrix_mask(jnp.abs(Wd), k, n)
     return CastResult(
         weights=jnp.where(m, src, 0.0).astype(W_dense.dtype),
         mask=m,
@@ -205,6 +218,45 @@ def covariances(
 ) -> dict[str, jax.Array]:
     """``{path: block covariances}`` from captured layer inputs ``{path: X (rows, d_in)}``."""
     return {p: block_covariances(X, n, max_rows) for p, X in calib_inputs.items()}
+
+
+def layer_covariances(
+    params: PyTree,
+    views: Mapping[str, tree.LayerView],
+    n: int,
+    *,
+    calib_inputs: Mapping[str, Any] | None = None,
+    calib_covs: Mapping[str, Any] | None = None,
+    max_rows: int | None = 4096,
+) -> dict[str, jax.Array]:
+    """Block covariances of the layers in ``views`` from inputs or precomputed covariances.
+
+    Args:
+      params: the parameters (calibration data must name their leaves).
+      views: the layers to prune; calibration data of other layers is ignored.
+      n: group size.
+      calib_inputs: ``{path: X (rows, d_in)}`` (first ``max_rows`` rows used), or
+      calib_covs: ``{path: (d_in/n, n, n)}`` block covariances.
+      max_rows: rows of ``calib_inputs`` used per layer.
+
+    Returns:
+      ``{path: (d_in/n, n, n)}`` for the layers of ``views`` with calibration data.
+
+    Raises:
+      ValueError: a path that is not a leaf of ``params``, or a covariance of the wrong shape.
+    """
+    given = calib_inputs if calib_inputs is not None else (calib_covs or {})
+    unknown = [p for p in given if p not in views and p not in tree.flatten(params)]
+    if unknown:
+        raise ValueError(f"{unknown[0]}: calibration data names a leaf params does not have.")
+    if calib_inputs is not None:
+        return covariances({p: x for p, x in calib_inputs.items() if p in views}, n, max_rows)
+    covs = {p: c for p, c in given.items() if p in views}
+    bad = [p for p, c in covs.items() if c.shape != (views[p].d_in // n, n, n)]
+    if bad:
+        raise ValueError(f"{bad[0]}: calib_covs shape {covs[bad[0]].shape}, expected "
+                         f"{(views[bad[0]].d_in // n, n, n)}.")
+    return covs
 
 
 def cast(
@@ -241,7 +293,7 @@ def cast(
     """
     views = tree.select(params) if views is None else views
     views = {p: v for p, v in views.items() if p in covs}
-    views, _ = masks_lib.nm_views(views, n, on_indivisible)
+    views, _ = nm.nm_views(views, n, on_indivisible)
     pats = jnp.asarray(
         candidate_patterns(k, n, max_patterns=max_patterns, exhaustive=exhaustive, seed=seed)
     )

@@ -1,4 +1,4 @@
-"""The P25 "classical RMT" cyclic pruning procedure and singular-vector sparsification.
+"""The cyclic singular-value procedure of [P25] ("classical RMT") and singular-vector sparsification.
 
 One cycle ``i = 1, 2, ...`` (rate ``rho_i = 0.06 * 1.02^i``), per selected layer:
 
@@ -9,22 +9,26 @@ One cycle ``i = 1, 2, ...`` (rate ``rho_i = 0.06 * 1.02^i``), per selected layer
    ``theta * max(1/750, (1 - s_k/sigma_plus)^30)``, ``theta = 1.125e-5 rho_i N M``, and
    recompose with the same singular values.
 3. Layer budget: remove ``k = ((1 - gamma) mu)^(1.5/i) rho_i nnz`` more weights by
-   magnitude (:func:`mpjax.pruning.budgets.p25_budget`).
+   magnitude (:func:`mpjax.pruning.budgets.cycle_budget`).
 4. Data-free regularisation between cycles: a few AdamW steps on
    ``lambda_g sum_rows ||W_r||_2 + lambda_1 ||W||_1 + lambda_2 ||W||_F^2`` with gradients
    masked so removed weights stay zero.
 
-Supervised fine-tuning at the end is the caller's (it needs data).
+:func:`cyclic_prune` runs the cycles; given a target sparsity it stops before a cycle would
+pass it and removes the rest by global magnitude, which is how ``prune(method="cyclic")``
+reaches an exact sparsity. Supervised fine-tuning at the end is the caller's (it needs data).
 
-The Haar-scaled variant of the singular-vector rule (P26) is :func:`sv_sparsify_haar`.
+The Haar-scaled variant of the singular-vector rule ([P26]) is :func:`sv_sparsify_haar`.
+See `docs/method/budgets.md` (the cyclic singular-value procedure).
 
 References:
-  [P25] arXiv 2503.01922 §3; [P26] arXiv 2606.02608 (Haar preprocessing). SPEC §4.
+  [P25] arXiv 2503.01922 §3; [P26] arXiv 2606.02608 (Haar preprocessing).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -33,10 +37,22 @@ import numpy as np
 import optax
 
 from mpjax import tree
-from mpjax.pruning import budgets as budget_lib
-from mpjax.pruning import masks as masks_lib
+from mpjax.pruning.budgets import cycle_budget, cycle_rate, masks_from_budget
+from mpjax.pruning.masks import apply_masks, check_sparsity, n_remove, score_masks
 
 PyTree = Any
+
+__all__ = [
+    "CycleInfo",
+    "cyclic_prune",
+    "haar_z_eff",
+    "prune_cycle",
+    "regularize",
+    "regularizer",
+    "sv_sparsify",
+    "sv_sparsify_haar",
+    "sv_sparsify_matrix",
+]
 
 
 def _svd(W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -46,7 +62,7 @@ def _svd(W: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 @jax.jit
 def sv_sparsify_matrix(W: jax.Array, edge: Any, rho: Any) -> jax.Array:
-    """P25 singular-vector sparsification of one ``(d_out, d_in)`` matrix.
+    """Singular-vector sparsification of one ``(d_out, d_in)`` matrix, the rule of a cycle.
 
     Bulk components (``s_k < edge``) get entries of ``u_k`` and ``v_k`` with
     ``|.| < theta * max(1/750, (1 - s_k/edge)^30)`` set to zero, with
@@ -65,7 +81,7 @@ def sv_sparsify_matrix(W: jax.Array, edge: Any, rho: Any) -> jax.Array:
 
 @jax.jit
 def sv_sparsify_haar(W: jax.Array, edge: Any, z_eff: Any) -> jax.Array:
-    """Haar-scaled singular-vector sparsification (P26 preprocessing option).
+    """Haar-scaled singular-vector sparsification (the [P26] preprocessing option).
 
     Bulk components only, ``g_k = (1 - s_k/edge)^3``; zero ``u_ik`` with
     ``|u_ik| < z_eff g_k / sqrt(d_out)`` and ``v_jk`` with ``|v_jk| < z_eff g_k / sqrt(d_in)``
@@ -91,24 +107,39 @@ def sv_sparsify(
     *,
     rho: float | None = None,
     z_eff: Mapping[str, float] | None = None,
-    rule: str = "p25",
+    rule: str = "cycle",
     views: Mapping[str, tree.LayerView] | None = None,
 ) -> PyTree:
-    """Apply :func:`sv_sparsify_matrix` (``rule="p25"``, needs ``rho``) or
-    :func:`sv_sparsify_haar` (``rule="haar"``, needs ``z_eff``) to the layers in ``edges``."""
+    """Sparsify the singular vectors of every layer in ``edges``.
+
+    Args:
+      params: parameter pytree.
+      edges: ``{path: sigma_plus}`` (singular-value scale); only these layers change.
+      rho: the cycle rate ``rho_i`` (:func:`mpjax.pruning.budgets.cycle_rate`), for
+        ``rule="cycle"``.
+      z_eff: ``{path: z_eff}`` (:func:`haar_z_eff`), for ``rule="haar"``.
+      rule: ``"cycle"`` (:func:`sv_sparsify_matrix`) or ``"haar"`` (:func:`sv_sparsify_haar`).
+      views: layer views (default ``tree.select(params)``).
+
+    Returns:
+      ``params`` with the selected matrices recomposed (same structure and dtypes).
+
+    Raises:
+      ValueError: unknown ``rule`` or its parameter missing.
+    """
     views = tree.select(params) if views is None else views
     views = {p: v for p, v in views.items() if p in edges}
     mats = tree.matrices(params, views)
-    if rule == "p25":
+    if rule == "cycle":
         if rho is None:
-            raise ValueError("sv_sparsify(rule='p25') needs rho (e.g. budget.p25_rho(cycle)).")
+            raise ValueError("sv_sparsify(rule='cycle') needs rho (e.g. budgets.cycle_rate(i)).")
         new = {p: sv_sparsify_matrix(W, edges[p], rho) for p, W in mats.items()}
     elif rule == "haar":
         if z_eff is None:
             raise ValueError("sv_sparsify(rule='haar') needs z_eff={path: float} (haar_z_eff).")
         new = {p: sv_sparsify_haar(W, edges[p], z_eff[p]) for p, W in mats.items()}
     else:
-        raise ValueError(f"rule={rule!r}; expected 'p25' or 'haar'.")
+        raise ValueError(f"rule={rule!r}; expected 'cycle' or 'haar'.")
     return tree.replace_matrices(params, new, views)
 
 
@@ -121,6 +152,18 @@ def regularizer(params: PyTree, views: Mapping[str, tree.LayerView], l1: float, 
         rows = jnp.sqrt(jnp.sum(W * W, axis=1) + 1e-12)
         total = total + group * rows.sum() + l1 * jnp.abs(W).sum() + l2 * jnp.sum(W * W)
     return total
+
+
+@partial(jax.jit, static_argnames=("views", "lr", "l1", "l2", "group", "weight_decay"))
+def _regularize_step(sub, state, mk, *, views, lr, l1, l2, group, weight_decay):
+    """One masked AdamW step on :func:`regularizer`; compiled once per shapes and settings."""
+    opt = optax.adamw(lr, weight_decay=weight_decay)
+    # sub is a flat {path: leaf} dict, itself a pytree with the same paths
+    val, g = jax.value_and_grad(lambda s: regularizer(s, dict(views), l1, l2, group))(sub)
+    g = {p: jnp.where(mk[p], g[p], 0.0) if p in mk else g[p] for p in g}
+    upd, state = opt.update(g, state, sub)
+    sub = optax.apply_updates(sub, upd)
+    return {p: jnp.where(mk[p], sub[p], 0.0) if p in mk else sub[p] for p in sub}, state, val
 
 
 def regularize(
@@ -138,30 +181,26 @@ def regularize(
     """Data-free AdamW steps on :func:`regularizer` with masked gradients.
 
     Only the leaves in ``views`` move; removed weights stay exactly zero.
-    Returns ``(params, losses)`` (the loss before each step).
+
+    Args:
+      params: parameter pytree.
+      masks: masks pytree (``True`` = kept) of the leaves in ``views``.
+      views: the layers to regularise.
+      steps, lr, weight_decay: the AdamW steps.
+      l1, l2, group: the weights of :func:`regularizer`.
+
+    Returns:
+      ``(params, losses)`` (the loss before each step).
     """
     sub = {p: jnp.asarray(w).astype(jnp.float32) for p, w in tree.flatten(params).items()
            if p in views}
     mk = {p: m for p, m in tree.flatten(masks).items() if p in sub}
-    opt = optax.adamw(lr, weight_decay=weight_decay)
-    state = opt.init(sub)
-
-    sub_views = {p: views[p] for p in sub}
-
-    def loss(s):  # s is a flat {path: leaf} dict, itself a pytree with the same paths
-        return regularizer(s, sub_views, l1, l2, group)
-
-    @jax.jit
-    def step(s, st):
-        val, g = jax.value_and_grad(loss)(s)
-        g = {p: jnp.where(mk[p], g[p], 0.0) if p in mk else g[p] for p in g}
-        upd, st = opt.update(g, st, s)
-        s = optax.apply_updates(s, upd)
-        return {p: jnp.where(mk[p], s[p], 0.0) if p in mk else s[p] for p in s}, st, val
-
+    state = optax.adamw(lr, weight_decay=weight_decay).init(sub)
+    settings = dict(views=tuple((p, views[p]) for p in sub), lr=lr, l1=l1, l2=l2, group=group,
+                    weight_decay=weight_decay)
     losses = []
     for _ in range(steps):
-        sub, state, val = step(sub, state)
+        sub, state, val = _regularize_step(sub, state, mk, **settings)
         losses.append(float(val))
     flat = tree.flatten(params)
     flat.update({p: sub[p].astype(jnp.asarray(flat[p]).dtype) for p in sub})
@@ -169,7 +208,7 @@ def regularize(
 
 
 class CycleInfo(NamedTuple):
-    """One P25 cycle: ``cycle``, ``rho``, per-layer ``fits`` and ``sparsity``, ``reg_losses``."""
+    """One cycle: ``cycle``, ``rho``, per-layer ``fits`` and ``sparsity``, ``reg_losses``."""
 
     cycle: int
     rho: float
@@ -178,7 +217,7 @@ class CycleInfo(NamedTuple):
     reg_losses: list[float]
 
 
-def p25_cycle(
+def prune_cycle(
     params: PyTree,
     masks: PyTree | None,
     cycle: int,
@@ -187,13 +226,24 @@ def p25_cycle(
     fit_kwargs: Mapping[str, Any] | None = None,
     reg_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[PyTree, PyTree, CycleInfo]:
-    """One P25 cycle (fit, SV sparsification on even cycles, budget, regularisation)."""
-    from mpjax.mp import fits as mp
-    from mpjax.mp import spectra
+    """One cycle: MP fit, SV sparsification on even cycles, layer budget, regularisation.
+
+    Args:
+      params: parameter pytree (already masked by ``masks``).
+      masks: the masks of the previous cycles (``None`` before the first).
+      cycle: ``i``, starting at 1.
+      views: layers to prune (default ``tree.select(params)``).
+      fit_kwargs: options of ``mpjax.mp.fit`` (BEMA by default).
+      reg_kwargs: options of :func:`regularize`.
+
+    Returns:
+      ``(params, masks, CycleInfo)``; masks are cumulative (removed weights stay removed).
+    """
+    from mpjax import mp  # local import: the MP fits are only needed here
 
     views = tree.select(params) if views is None else views
-    rho = budget_lib.p25_rho(cycle)
-    svals = spectra.singular_values(params, views)
+    rho = cycle_rate(cycle)
+    svals = mp.singular_values(params, views)
     fits = {}
     for p, s in svals.items():
         f = mp.fit(np.asarray(s), views[p].shape, **dict(fit_kwargs or {}))
@@ -203,23 +253,69 @@ def p25_cycle(
         params = sv_sparsify(params, {p: f["edge"] for p, f in fits.items()}, rho=rho,
                              views=views)
         if masks is not None:
-            params = masks_lib.apply_masks(params, masks)
-    b = budget_lib.p25_budget(params, fits, cycle, masks)
-    masks = budget_lib.masks_from_budget(params, b, masks)
-    params = masks_lib.apply_masks(params, masks)
+            params = apply_masks(params, masks)
+    masks = masks_from_budget(params, cycle_budget(params, fits, cycle, masks), masks)
+    params = apply_masks(params, masks)
     params, losses = regularize(params, masks, views, **dict(reg_kwargs or {}))
     sp = {p: float(1 - np.mean(np.asarray(m))) for p, m in tree.flatten(masks).items()}
     return params, masks, CycleInfo(cycle, rho, fits, sp, losses)
 
 
-def p25_prune(
+def _removed(masks: PyTree | None) -> int:
+    if masks is None:
+        return 0
+    return sum(int(np.size(m) - np.count_nonzero(np.asarray(m)))
+               for m in tree.flatten(masks).values())
+
+
+def _top_up(params: PyTree, masks: PyTree | None, sparsity: float,
+            views: Mapping[str, tree.LayerView]) -> PyTree:
+    """Global magnitude masks reaching ``sparsity`` exactly over ``views``, keeping removals."""
+    leaves = tree.flatten(params)
+    old = tree.flatten(masks) if masks is not None else {}
+    scores = {}
+    for p in views:
+        a = jnp.abs(jnp.asarray(leaves[p]).astype(jnp.float32))
+        scores[p] = jnp.where(old[p], a, -1.0) if p in old else a
+    return tree.unflatten_like(params, score_masks(scores, sparsity, "global"))
+
+
+def cyclic_prune(
     params: PyTree,
     cycles: int = 34,
+    *,
+    sparsity: float | None = None,
+    views: Mapping[str, tree.LayerView] | None = None,
     **kwargs: Any,
 ) -> tuple[PyTree, PyTree, list[CycleInfo]]:
-    """Run :func:`p25_cycle` for ``i = 1..cycles``; returns ``(params, masks, history)``."""
+    """Run :func:`prune_cycle` for ``i = 1..cycles``.
+
+    Args:
+      params: dense parameters.
+      cycles: the number of cycles (34 in [P25]).
+      sparsity: optional global target over ``views``: the cycles stop before one would
+        remove more than ``round(sparsity * N)`` weights (that cycle is discarded), and a
+        global magnitude step then removes the rest, so exactly ``round(sparsity * N)``
+        weights are gone.
+      views: layers to prune (default ``tree.select(params)``).
+      **kwargs: ``fit_kwargs``, ``reg_kwargs`` of :func:`prune_cycle`.
+
+    Returns:
+      ``(params, masks, history)``, one :class:`CycleInfo` per cycle kept.
+    """
+    views = tree.select(params) if views is None else views
+    target = None
+    if sparsity is not None:
+        check_sparsity(sparsity)
+        target = int(n_remove(sparsity, sum(v.d_out * v.d_in for v in views.values())))
     masks, history = None, []
     for i in range(1, cycles + 1):
-        params, masks, info = p25_cycle(params, masks, i, **kwargs)
+        new_params, new_masks, info = prune_cycle(params, masks, i, views=views, **kwargs)
+        if target is not None and _removed(new_masks) > target:
+            break
+        params, masks = new_params, new_masks
         history.append(info)
+    if sparsity is not None:
+        masks = _top_up(params, masks, sparsity, views)
+        params = apply_masks(params, masks)
     return params, masks, history

@@ -1,6 +1,6 @@
 """Spectral transforms of weight matrices: bulk removal, low-rank truncation, factorisation.
 
-Conventions (SPEC §1): every matrix is the ``(d_out, d_in)`` view, ``W = U diag(s) V^T``
+Conventions (`docs/method/lowrank.md`): every matrix is the ``(d_out, d_in)`` view, ``W = U diag(s) V^T``
 with ``s`` sorted descending, ``p = min(d_out, d_in)``. The MP bulk edge ``sigma_plus`` is on
 the singular-value scale; *spikes* are ``s_k > sigma_plus``, the *bulk* is the rest.
 
@@ -28,6 +28,18 @@ import numpy as np
 from mpjax import tree
 
 PyTree = Any
+
+__all__ = [
+    "Factors",
+    "LowRankInfo",
+    "factorization_saves",
+    "factorize",
+    "lowrank",
+    "rank_for_density",
+    "spectral_truncate",
+    "truncate_to_rank",
+    "truncation_rank",
+]
 
 
 def _svd_dtype(dtype: Any) -> Any:
@@ -198,6 +210,14 @@ def lowrank(
     :func:`factorize` with ``info.rank`` to get the two smaller layers). There is no mask:
     low-rank truncation is not a sparsifying pruner.
 
+    Args:
+      params: parameter pytree.
+      keep_bulk_fraction: share ``f`` of the bulk singular values to keep (spectral mode).
+      edges: ``{path: sigma_plus}`` overrides of the fitted edges (spectral mode).
+      density: the factored parameter share to meet (parameter-budget mode).
+      views: layers to truncate (default ``tree.select(params)``).
+      fit_kwargs: options of ``mpjax.mp.fit`` when an edge is fitted.
+
     Returns:
       ``(params, info)`` with :class:`LowRankInfo`.
     """
@@ -216,7 +236,7 @@ def lowrank(
             if edges is not None and path in edges:
                 edge = float(edges[path])
             else:
-                from mpjax.mp import fits as mp  # local import: mp is optional for the density mode
+                from mpjax import mp  # local import: mp is optional for the density mode
 
                 edge = float(mp.fit(s, shape, **dict(fit_kwargs or {})).edge)
             r = int(truncation_rank(jnp.asarray(s), edge, keep_bulk_fraction))

@@ -1,9 +1,9 @@
-"""Masks as pytrees: unstructured and N:M masks, applying them, checking them, counting.
+"""Masks as pytrees: exact top-k masks by magnitude, applying them, checking them, counting.
 
 A **masks pytree** has the structure of ``params``: each pruned leaf holds a bool array of
-the leaf's shape (``True`` = weight kept), every other leaf holds ``None``. N:M masks keep
-``k`` of every ``n`` consecutive entries along ``d_in`` of the ``(d_out, d_in)`` matrix view
-(SPEC §1), the reduction axis that sparse tensor cores need.
+the leaf's shape (``True`` = weight kept), every other leaf holds ``None`` (optax's mask
+contract). N:M masks live in :mod:`mpjax.pruning.nm`. See `docs/method/budgets.md` (exact
+counts and ties).
 
 Exact counts: a target sparsity ``s`` over ``N`` entries removes exactly
 ``round_half_up(s * N)`` of them. Ties in the score are broken deterministically: among equal
@@ -13,9 +13,7 @@ scores the entry with the lower flat index is removed first (a stable sort on
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
-from functools import partial
 from typing import Any
 
 import jax
@@ -23,8 +21,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpjax import tree
+from mpjax.pruning.nm import detect_pattern
 
 PyTree = Any
+
+__all__ = [
+    "apply_masks",
+    "check_masks",
+    "check_sparsity",
+    "format_summary",
+    "magnitude_masks",
+    "n_remove",
+    "remove_lowest",
+    "score_masks",
+    "summary",
+    "topk_mask",
+]
 
 
 def check_sparsity(sparsity: Any, name: str = "sparsity") -> None:
@@ -81,6 +93,13 @@ def topk_mask(score: jax.Array, sparsity: Any) -> jax.Array:
 
     Exact count, deterministic ties (lower flat index removed first). ``sparsity`` may be
     traced, so one compiled function serves every sparsity.
+
+    Args:
+      score: scores of any shape.
+      sparsity: the share to remove, in ``[0, 1)``.
+
+    Returns:
+      A bool keep-mask of ``score``'s shape.
 
     Examples:
       >>> topk_mask(jnp.array([3.0, 1.0, 1.0, 2.0]), 0.5).tolist()
@@ -150,145 +169,6 @@ def magnitude_masks(
     return tree.unflatten_like(params, score_masks(scores, sparsity, scope))
 
 
-# ----------------------------------------------------------------------------- N:M
-def parse_pattern(pattern: str) -> tuple[int, int]:
-    """``"2:4" -> (2, 4)``; raises ``ValueError`` for anything but ``0 < k < n``."""
-    try:
-        k, n = (int(x) for x in pattern.split(":"))
-    except (ValueError, AttributeError):
-        raise ValueError(f"pattern={pattern!r}: expected 'K:N' like '2:4' or '8:16'.") from None
-    if not 0 < k < n:
-        raise ValueError(f"pattern={pattern!r}: need 0 < K < N.")
-    return k, n
-
-
-@partial(jax.jit, static_argnames=("k", "n"))
-def nm_matrix_mask(score: jax.Array, k: int, n: int) -> jax.Array:
-    """Keep the ``k`` highest scores of every ``n`` consecutive entries along axis 1.
-
-    ``score`` is a ``(d_out, d_in)`` matrix view with ``d_in % n == 0``. Ties: the lower
-    column index is kept.
-    """
-    d_out, d_in = score.shape
-    g = score.reshape(d_out, d_in // n, n).astype(jnp.float32)
-    g = jnp.where(g == 0, jnp.float32(0), g)  # -0.0 ties with 0.0
-    # rank_j = #{i : s_i > s_j or (s_i == s_j and i < j)}: O(n^2) compares, no sort.
-    a, b = g[..., :, None], g[..., None, :]  # a: s_j, b: s_i
-    before = jnp.asarray(np.tril(np.ones((n, n), bool), -1))  # [j, i] = i < j
-    rank = jnp.sum((b > a) | ((b == a) & before), axis=-1, dtype=jnp.int32)
-    return (rank < k).reshape(d_out, d_in)
-
-
-def nm_skip_reasons(views: Mapping[str, tree.LayerView], n: int) -> dict[str, str]:
-    """``{path: reason}`` for every layer whose ``d_in`` is not a multiple of ``n``."""
-    return {
-        p: f"d_in={v.d_in} is not divisible by n={n}"
-        for p, v in views.items()
-        if v.d_in % n
-    }
-
-
-def nm_views(
-    views: Mapping[str, tree.LayerView], n: int, on_indivisible: str = "error"
-) -> tuple[dict[str, tree.LayerView], dict[str, str]]:
-    """Split ``views`` into N:M-eligible layers and ``{path: reason}`` for skipped ones.
-
-    Raises:
-      ValueError: ``on_indivisible="error"`` and some ``d_in % n != 0`` (names the path).
-    """
-    if on_indivisible not in ("error", "skip"):
-        raise ValueError(f"on_indivisible={on_indivisible!r}; expected 'error' or 'skip'.")
-    bad = nm_skip_reasons(views, n)
-    if bad and on_indivisible == "error":
-        p = next(iter(bad))
-        raise ValueError(
-            f"{p}: {bad[p]}; exclude this layer, permute/pad it, or pass on_indivisible='skip'."
-        )
-    if bad:
-        warnings.warn(f"N:M skipped {len(bad)} layer(s): {bad}", stacklevel=2)
-    return {p: v for p, v in views.items() if p not in bad}, bad
-
-
-def nm_masks(
-    params: PyTree,
-    k: int,
-    n: int,
-    *,
-    views: Mapping[str, tree.LayerView] | None = None,
-    scores: Mapping[str, jax.Array] | None = None,
-    on_indivisible: str = "error",
-) -> PyTree:
-    """N:M masks (keep ``k`` of every ``n`` along ``d_in``) by magnitude or given scores.
-
-    Args:
-      params: parameter pytree.
-      k, n: the pattern, ``0 < k < n`` (1:4, 2:4, 4:8, 6:12, 8:16, 12:16 ...).
-      views: layers to prune (default ``tree.select(params)``).
-      scores: optional ``{path: score}`` in *view* layout ``(d_out, d_in)``; default ``|W|``.
-      on_indivisible: ``"error"`` or ``"skip"`` (skipped layers get a ``None`` mask).
-
-    Returns:
-      Masks pytree in leaf layout.
-    """
-    if not 0 < k < n:
-        raise ValueError(f"k={k}, n={n}: need 0 < k < n.")
-    views = tree.select(params) if views is None else views
-    views, _ = nm_views(views, n, on_indivisible)
-    mats = tree.matrices(params, views)
-    out = {}
-    for p, v in views.items():
-        sc = scores[p] if scores is not None else jnp.abs(mats[p])
-        out[p] = tree.from_matrix(nm_matrix_mask(sc, k, n), v)
-    return tree.unflatten_like(params, out)
-
-
-def validate_nm(
-    masks: PyTree,
-    k: int,
-    n: int,
-    *,
-    views: Mapping[str, tree.LayerView] | None = None,
-    raise_on_error: bool = True,
-) -> dict[str, str]:
-    """Independent N:M check (numpy reshape + count), separate from the mask builders.
-
-    Every non-``None`` mask must be bool, divisible along ``d_in`` by ``n``, and hold
-    exactly ``k`` ``True`` values in each group of ``n`` consecutive ``d_in`` entries.
-
-    Args:
-      masks: masks pytree (leaf layout).
-      k, n: expected pattern.
-      views: optional ``{path: LayerView}``; otherwise inferred from path and shape.
-      raise_on_error: raise on the first problem instead of returning them.
-
-    Returns:
-      ``{path: problem}`` (empty when every mask is valid).
-    """
-    problems: dict[str, str] = {}
-    for path, m in tree.flatten(masks).items():
-        m = np.asarray(m)
-        view = views[path] if views is not None else tree.view_of(path, m.shape)
-        if m.dtype != np.bool_:
-            problems[path] = f"mask dtype {m.dtype}, expected bool"
-            continue
-        mat = np.asarray(tree.to_matrix(m, view))
-        if mat.shape[1] % n:
-            problems[path] = f"d_in={mat.shape[1]} not divisible by n={n}"
-            continue
-        counts = mat.reshape(mat.shape[0], -1, n).sum(axis=-1)
-        wrong = np.argwhere(counts != k)
-        if wrong.size:
-            i, g = wrong[0]
-            problems[path] = (
-                f"{len(wrong)} group(s) do not keep exactly {k} of {n}; first at row {i}, "
-                f"group {g} keeps {counts[i, g]}"
-            )
-    if problems and raise_on_error:
-        p = next(iter(problems))
-        raise ValueError(f"{p}: invalid {k}:{n} mask: {problems[p]}.")
-    return problems
-
-
 # ----------------------------------------------------------------------------- apply
 def _paths_with_none(t: PyTree) -> list[tuple[str, Any]]:
     leaves = jax.tree_util.tree_flatten_with_path(t, is_leaf=lambda x: x is None)[0]
@@ -296,7 +176,15 @@ def _paths_with_none(t: PyTree) -> list[tuple[str, Any]]:
 
 
 def check_masks(params: PyTree, masks: PyTree) -> None:
-    """Raise ``ValueError`` naming the first path where ``masks`` does not fit ``params``."""
+    """Raise ``ValueError`` naming the first path where ``masks`` does not fit ``params``.
+
+    Args:
+      params: parameter pytree.
+      masks: masks pytree (bool or ``None`` leaves, the structure of ``params``).
+
+    Raises:
+      ValueError: a path only in one of the trees, or a mask whose shape is not its leaf's.
+    """
     pl, ml = _paths_with_none(params), _paths_with_none(masks)
     for (pp, pleaf), (mp_, mleaf) in zip(pl, ml, strict=False):
         if pp != mp_:
@@ -320,6 +208,13 @@ def check_masks(params: PyTree, masks: PyTree) -> None:
 def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
     """``params`` with masked-out entries set to zero (dtype and structure kept).
 
+    Args:
+      params: parameter pytree.
+      masks: masks pytree; ``None`` leaves are left alone.
+
+    Returns:
+      ``params`` with ``W * mask`` at masked leaves.
+
     Raises:
       ValueError: if the structure or a shape of ``masks`` does not match ``params``.
     """
@@ -332,27 +227,7 @@ def apply_masks(params: PyTree, masks: PyTree) -> PyTree:
     )
 
 
-def union_masks(a: PyTree, b: PyTree) -> PyTree:
-    """Entrywise OR of two masks pytrees (``None`` counts as all-kept)."""
-    return jax.tree_util.tree_map(
-        lambda x, y: None if x is None or y is None else jnp.logical_or(x, y),
-        a,
-        b,
-        is_leaf=lambda x: x is None,
-    )
-
-
 # ----------------------------------------------------------------------------- summary
-def _nm_of(mat: np.ndarray, patterns: tuple[tuple[int, int], ...]) -> str | None:
-    for k, n in patterns:
-        if mat.shape[1] % n == 0 and np.all(mat.reshape(mat.shape[0], -1, n).sum(-1) == k):
-            return f"{k}:{n}"
-    return None
-
-
-_NM_CANDIDATES = ((1, 4), (2, 4), (3, 4), (4, 8), (6, 12), (8, 16), (12, 16))
-
-
 def summary(
     params: PyTree,
     masks: PyTree | None,
@@ -361,8 +236,8 @@ def summary(
 ) -> dict[str, Any]:
     """Per-layer and global sparsity, parameter and MAC counts.
 
-    MACs (1 multiply-add each, SPEC §4): a matrix view ``(d_out, d_in)`` applied to ``T``
-    tokens costs ``T * d_in * d_out * density``. A layer whose mask is a valid ``k:n``
+    MACs (1 multiply-add each, see `docs/method/macs.md`): a matrix view ``(d_out, d_in)``
+    applied to ``T`` tokens costs ``T * d_in * d_out * density``. A layer whose mask is a valid ``k:n``
     pattern counts ``k/n`` of its dense MACs (the same number, flagged in ``pattern``).
     Attention's ``QK^T``/``AV`` matmuls are not weight layers and are not counted here.
 
@@ -385,13 +260,13 @@ def summary(
         size = v.d_out * v.d_in
         m = mleaves.get(p)
         kept = size if m is None else int(np.count_nonzero(np.asarray(m)))
-        pattern = None if m is None else _nm_of(np.asarray(tree.to_matrix(np.asarray(m), v)), _NM_CANDIDATES)
+        nm = None if m is None else detect_pattern(np.asarray(tree.to_matrix(np.asarray(m), v)))
         t = tokens.get(p, 1) if isinstance(tokens, Mapping) else (tokens or 1)
         dense_macs = int(t) * size
         rows.append(
             dict(path=p, shape=v.shape, params=size, kept=kept, sparsity=1 - kept / size,
-                 pattern=pattern, pruned=m is not None, dense_macs=dense_macs,
-                 macs=dense_macs * kept / size)
+                 pattern=None if nm is None else str(nm), pruned=m is not None,
+                 dense_macs=dense_macs, macs=dense_macs * kept / size)
         )
     total = sum(r["params"] for r in rows)
     kept = sum(r["kept"] for r in rows)

@@ -1,4 +1,4 @@
-"""Input-channel permutations for N:M sparsity, baked into the parameters (SPEC §4).
+"""Input-channel permutations for N:M sparsity, baked into the parameters.
 
 An N:M mask groups ``n`` consecutive inputs of a layer. Reordering the inputs so that each
 group holds one strong and one weak column (by ``|W|`` column sums times the mean input
@@ -12,6 +12,7 @@ the layer ``P`` that produces them, when only an elementwise map (GELU, ReLU) si
 Pairs: ``MlpBlock_0/Dense_0 -> Dense_1`` (``mlp.fc1 -> mlp.fc2`` in torch layout), and
 attention ``value -> out``, where a permutation *within each head* of ``head_dim`` commutes
 with the attention weights (``softmax(QK^T) V_h`` is linear in the columns of ``V_h``).
+See `docs/method/cast.md` (permutations).
 """
 
 from __future__ import annotations
@@ -25,6 +26,16 @@ import numpy as np
 from mpjax import tree
 
 PyTree = Any
+
+__all__ = [
+    "column_scores",
+    "find_pairs",
+    "head_permutation",
+    "interleave",
+    "nm_permutation",
+    "permute_pair",
+    "permute_vit",
+]
 
 
 def interleave(scores: np.ndarray, n: int) -> np.ndarray:

@@ -1,73 +1,229 @@
-"""Pruning as pytree transformations: one entry point over every method.
+"""Pruning as pytree transformations: one table of methods, one entry point over all of them.
 
 Every method is a pure transformation ``params -> (params, masks)`` that keeps the tree
-structure and dtypes (see :mod:`mpjax.pruning.masks` for the masks contract). :func:`pruner` builds
-that transformation once the data-dependent signals are prepared (spectral fits, calibration
-covariances, a gradient function), so it can be ``jax.jit``-ed and reused without
-recompiling; :func:`prune` is the eager convenience wrapper that prepares the signals, runs
-the (jitted) transformation and adds a report.
+structure and dtypes (see :mod:`mpjax.pruning.masks` for the masks contract). The table
+:data:`METHODS` says, per method, which patterns it supports (``"unstructured"`` and/or
+``"nm"``, i.e. ``"K:N"``) and which signals it needs; :func:`pruner` and :func:`prune` read
+it instead of testing method names. :func:`pruner` builds the transformation once the
+data-dependent signals are prepared (SEB layer weights, calibration covariances, a gradient
+function), so it can be ``jax.jit``-ed and reused without recompiling; :func:`prune` is the
+eager convenience wrapper that prepares the signals, runs the transformation and adds a
+report. A new method is one :func:`register` call with a :class:`PruningMethod`.
 
-Methods and patterns:
+Methods (the table is :func:`describe_methods`; a test keeps the two equal):
 
-============  =================================  ========================================
-method        ``"unstructured"``                 ``"K:N"``
-============  =================================  ========================================
-magnitude     smallest ``|W|`` (global scope by  top-k ``|W|`` per group of ``n`` inputs
-              default; ``scope="layer"``)
-seb           global ``|W| / w_l`` (SEB weights)  same as magnitude K:N (``w_l`` is
-                                                  constant within a row group)
-ser           prune–restore (needs ``grad_fn``)   error: use ``cast``
-hybrid        magnitude <= 0.20, SER above        error: use ``cast``
-cast          error: CAST is N:M only             CAST projection of the SER/SEB mask
-lowrank       rank with ``r (d_out + d_in) <=    error
-              (1 - S) d_out d_in``; masks None
-============  =================================  ========================================
+| method | patterns | signals | what it does |
+| --- | --- | --- | --- |
+| magnitude | unstructured, K:N | budget (optional) | smallest magnitudes; K:N: the top k of each group |
+| seb | unstructured, K:N | SEB layer weights | smallest magnitude / w_l; K:N: as magnitude |
+| ser | unstructured | grad_fn | over-prune, train the removed weights, restore the best |
+| hybrid | unstructured | grad_fn | magnitude up to sparsity 0.20, SER above |
+| cast | K:N | calibration, grad_fn (optional) | SER (or magnitude), then the CAST projection |
+| lowrank | unstructured | none | rank r with r (d_out + d_in) <= (1 - S) d_out d_in; no masks |
+| cyclic | unstructured | none | cycles of MP-fit budgets and SV sparsification; eager only |
 
 A ``budget`` pytree (per-layer sparsities, :mod:`mpjax.pruning.budgets`) overrides the global
-criterion for ``magnitude``: each layer is pruned by magnitude to its own sparsity.
+criterion for ``magnitude``: each layer is pruned by magnitude to its own sparsity. See
+`docs/method/budgets.md`, `docs/method/ser.md`, `docs/method/cast.md` and
+`docs/method/lowrank.md` for the methods' math.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
-import numpy as np
 
 from mpjax import tree
-from mpjax.pruning import budgets as budget_lib
-from mpjax.pruning import cast as cast_lib
-from mpjax.pruning import masks as masks_lib
-from mpjax.pruning import ser as ser_lib
-from mpjax.pruning.lowrank import (
-    Factors,
-    LowRankInfo,
-    factorization_saves,
-    factorize,
-    lowrank,
-    rank_for_density,
-    spectral_truncate,
-    truncate_to_rank,
-    truncation_rank,
-)
+from mpjax.arch import parse_pattern
+from mpjax.pruning import budgets, cast, methods
+from mpjax.pruning.masks import check_sparsity, summary
+from mpjax.pruning.methods import PruneRequest, Transform
+from mpjax.pruning.nm import nm_views
+from mpjax.pruning.ser import GradFn
 
 PyTree = Any
-Transform = Callable[[PyTree], tuple[PyTree, PyTree]]
+Report = Callable[[PruneRequest, PyTree, PyTree, PyTree, Mapping[str, tree.LayerView]],
+                  dict[str, Any]]
 
-METHODS = ("magnitude", "seb", "ser", "hybrid", "cast", "lowrank")
+#: The pattern kinds a method may support: ``"unstructured"`` and ``"nm"`` (any ``"K:N"``).
+PATTERN_KINDS = ("unstructured", "nm")
 
 __all__ = [
-    "METHODS", "Factors", "LowRankInfo", "factorization_saves", "factorize", "lowrank",
-    "parse_target", "prune", "pruner", "rank_for_density", "spectral_truncate",
-    "truncate_to_rank", "truncation_rank",
+    "METHODS",
+    "PATTERN_KINDS",
+    "PruneRequest",
+    "PruningMethod",
+    "describe_methods",
+    "get_method",
+    "parse_target",
+    "prune",
+    "pruner",
+    "register",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class PruningMethod:
+    """One row of the method table: what a method supports and needs, and how it is built.
+
+    Attributes:
+      name: the method name (``prune(params, name, ...)``, ``mpjax prune --method name``).
+      patterns: the pattern kinds it supports, a subset of :data:`PATTERN_KINDS`.
+      build: ``PruneRequest -> (params -> (params, masks))``, called after validation.
+      doc: what it removes, one short sentence (the last column of the table).
+      needs_grad_fn: ``grad_fn(params) -> grads`` is required.
+      uses_grad_fn: ``grad_fn`` is used when given (required or optional).
+      needs_calibration: CAST block covariances are required (``prune``: ``calib_inputs``
+        or ``calib_covs``; ``pruner``: ``covs``).
+      needs_layer_weights: SEB layer weights ``w_l`` are required for the unstructured form
+        (``prune`` computes them from the spectra; N:M groups lie within one layer, so a
+        per-layer weight cannot change an N:M choice).
+      uses_layer_weights: ``prune(..., seb=True)`` weights the method's unstructured stage.
+      takes_budget: accepts a per-layer ``budget`` pytree.
+      returns_masks: ``False`` for spectral methods that change values, not the support
+        (their masks pytree has no leaves).
+      jittable: the transformation can be traced by ``jax.jit``.
+      hint: what to do instead when a pattern is not supported.
+      report: optional ``(request, params, pruned, masks, views) -> dict`` of report extras.
+    """
+
+    name: str
+    patterns: frozenset[str]
+    build: Callable[[PruneRequest], Transform]
+    doc: str
+    needs_grad_fn: bool = False
+    uses_grad_fn: bool = False
+    needs_calibration: bool = False
+    needs_layer_weights: bool = False
+    uses_layer_weights: bool = False
+    takes_budget: bool = False
+    returns_masks: bool = True
+    jittable: bool = True
+    hint: str = "use method='cast' (or 'magnitude') for N:M."
+    report: Report | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.patterns) - set(PATTERN_KINDS)
+        if not self.patterns or unknown:
+            raise ValueError(f"PruningMethod {self.name!r}: patterns={sorted(self.patterns)}; "
+                             f"expected a non-empty subset of {PATTERN_KINDS}.")
+
+    def signals(self) -> str:
+        """The signals column of the table, e.g. ``"grad_fn"`` or ``"none"``."""
+        out = []
+        if self.takes_budget:
+            out.append("budget (optional)")
+        if self.needs_layer_weights:
+            out.append("SEB layer weights")
+        if self.needs_calibration:
+            out.append("calibration")
+        if self.needs_grad_fn:
+            out.append("grad_fn")
+        elif self.uses_grad_fn:
+            out.append("grad_fn (optional)")
+        return ", ".join(out) or "none"
+
+
+_TABLE: dict[str, PruningMethod] = {}
+
+#: The method table, ``{name: PruningMethod}`` in registration order (read-only; add with
+#: :func:`register`). ``tuple(METHODS)`` lists the names, ``name in METHODS`` checks one.
+METHODS: Mapping[str, PruningMethod] = types.MappingProxyType(_TABLE)
+
+
+def register(method: PruningMethod, *, replace: bool = False) -> PruningMethod:
+    """Add ``method`` to :data:`METHODS`; ``prune``, ``pruner`` and the CLI then accept it.
+
+    Args:
+      method: the table row; its ``build`` receives a validated :class:`PruneRequest`.
+      replace: overwrite a method of the same name.
+
+    Returns:
+      ``method``.
+
+    Raises:
+      ValueError: a method of that name exists (pass ``replace=True`` to overwrite it).
+    """
+    if method.name in _TABLE and not replace:
+        raise ValueError(f"method {method.name!r} is already registered; pass replace=True.")
+    _TABLE[method.name] = method
+    return method
+
+
+for _method in (
+    PruningMethod("magnitude", frozenset(PATTERN_KINDS), methods.build_magnitude,
+                  "smallest magnitudes; K:N: the top k of each group",
+                  takes_budget=True),
+    PruningMethod("seb", frozenset(PATTERN_KINDS), methods.build_seb,
+                  "smallest magnitude / w_l; K:N: as magnitude", needs_layer_weights=True),
+    PruningMethod("ser", frozenset({"unstructured"}), methods.build_ser,
+                  "over-prune, train the removed weights, restore the best",
+                  needs_grad_fn=True, uses_grad_fn=True, uses_layer_weights=True),
+    PruningMethod("hybrid", frozenset({"unstructured"}), methods.build_hybrid,
+                  "magnitude up to sparsity 0.20, SER above",
+                  needs_grad_fn=True, uses_grad_fn=True, uses_layer_weights=True),
+    PruningMethod("cast", frozenset({"nm"}), methods.build_cast,
+                  "SER (or magnitude), then the CAST projection",
+                  uses_grad_fn=True, needs_calibration=True, uses_layer_weights=True,
+                  hint="it is an N:M projection; pass pattern='K:N'.",
+                  report=methods.cast_report),
+    PruningMethod("lowrank", frozenset({"unstructured"}), methods.build_lowrank,
+                  "rank r with r (d_out + d_in) <= (1 - S) d_out d_in; no masks",
+                  returns_masks=False, report=methods.lowrank_report),
+    PruningMethod("cyclic", frozenset({"unstructured"}), methods.build_cyclic,
+                  "cycles of MP-fit budgets and SV sparsification; eager only",
+                  jittable=False),
+):
+    register(_method)
+
+
+def describe_methods() -> str:
+    """The table of :data:`METHODS` in Markdown (the one in this module's docstring)."""
+    lines = ["| method | patterns | signals | what it does |", "| --- | --- | --- | --- |"]
+    for m in METHODS.values():
+        pats = ", ".join("unstructured" if p == "unstructured" else "K:N"
+                         for p in PATTERN_KINDS if p in m.patterns)
+        lines.append(f"| {m.name} | {pats} | {m.signals()} | {m.doc} |")
+    return "\n".join(lines)
+
+
+def get_method(name: str) -> PruningMethod:
+    """The :class:`PruningMethod` called ``name``.
+
+    Args:
+      name: a method name.
+
+    Returns:
+      The table row.
+
+    Raises:
+      ValueError: no such method (the message lists the registered ones).
+    """
+    if name not in METHODS:
+        raise ValueError(f"method={name!r}; expected one of {tuple(METHODS)}.")
+    return METHODS[name]
 
 
 def parse_target(pattern: str, sparsity: float | None) -> tuple[int | None, int | None, float]:
     """``(k, n, sparsity)`` from a pattern and an optional sparsity.
 
     ``"K:N"`` implies ``sparsity = 1 - K/N``; passing a different sparsity is an error.
+
+    Args:
+      pattern: ``"unstructured"`` or ``"K:N"`` with ``0 < K < N``
+        (:func:`mpjax.arch.parse_pattern`).
+      sparsity: the share of weights to remove, required for ``"unstructured"``.
+
+    Returns:
+      ``(k, n, sparsity)``; ``k`` and ``n`` are ``None`` for ``"unstructured"``.
+
+    Raises:
+      ValueError: unstructured without sparsity, sparsity outside ``[0, 1)``, a malformed
+        pattern, or a sparsity that contradicts the pattern.
 
     Examples:
       >>> parse_target("2:4", None)
@@ -76,9 +232,9 @@ def parse_target(pattern: str, sparsity: float | None) -> tuple[int | None, int 
     if pattern == "unstructured":
         if sparsity is None:
             raise ValueError("sparsity is required for pattern='unstructured'.")
-        masks_lib.check_sparsity(sparsity)
+        check_sparsity(sparsity)
         return None, None, float(sparsity)
-    k, n = masks_lib.parse_pattern(pattern)
+    k, n = parse_pattern(pattern)
     implied = 1.0 - k / n
     if sparsity is not None and abs(float(sparsity) - implied) > 1e-9:
         raise ValueError(
@@ -86,6 +242,11 @@ def parse_target(pattern: str, sparsity: float | None) -> tuple[int | None, int 
             "drop sparsity= or make them agree."
         )
     return k, n, implied
+
+
+def _supported(method: PruningMethod, pattern: str, n: int | None) -> None:
+    if ("unstructured" if n is None else "nm") not in method.patterns:
+        raise ValueError(f"method={method.name!r} has no {pattern} form; {method.hint}")
 
 
 def pruner(
@@ -97,81 +258,53 @@ def pruner(
     scope: str = "global",
     budget: PyTree | None = None,
     layer_weights: Mapping[str, float] | None = None,
-    grad_fn: ser_lib.GradFn | None = None,
+    grad_fn: GradFn | None = None,
     covs: Mapping[str, Any] | None = None,
     ser_kwargs: Mapping[str, Any] | None = None,
     cast_kwargs: Mapping[str, Any] | None = None,
     on_indivisible: str = "error",
+    cycle_kwargs: Mapping[str, Any] | None = None,
 ) -> Transform:
     """The pure transformation ``params -> (params, masks)`` of one method.
 
     Signals are inputs, not computed here: ``layer_weights`` (SEB ``w_l``, see
     :func:`mpjax.pruning.budgets.seb_weights`), ``grad_fn`` (SER), ``covs`` (CAST block
-    covariances, :func:`mpjax.pruning.cast.covariances`). The returned function is traceable: wrap
-    it in ``jax.jit``.
+    covariances, :func:`mpjax.pruning.cast.covariances`). The returned function is traceable
+    (wrap it in ``jax.jit``) when the method is :attr:`PruningMethod.jittable`.
+
+    Args:
+      method: a name in :data:`METHODS`.
+      pattern: ``"unstructured"`` or ``"K:N"``.
+      sparsity: target in ``[0, 1)``; optional for ``"K:N"`` (must then agree).
+      views: layers to prune (default ``tree.select(params)`` at call time).
+      scope, budget, layer_weights, grad_fn, covs, on_indivisible: see :class:`PruneRequest`.
+      ser_kwargs, cast_kwargs, cycle_kwargs: options of SER, CAST and the cyclic procedure.
+
+    Returns:
+      The transformation.
 
     Raises:
       ValueError: unknown method, method/pattern combinations that do not exist, missing
         signals, sparsity outside ``[0, 1)``.
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}; expected one of {METHODS}.")
+    m = get_method(method)
     k, n, s = parse_target(pattern, sparsity)
-    structured = k is not None
-    if structured and method in ("ser", "hybrid", "lowrank"):
-        raise ValueError(f"method={method!r} has no {pattern} form; use method='cast' "
-                         "(or 'magnitude') for N:M.")
-    if not structured and method == "cast":
-        raise ValueError("method='cast' is an N:M projection; pass pattern='K:N'.")
-    if method in ("ser", "hybrid") and grad_fn is None:
+    _supported(m, pattern, n)
+    if m.needs_grad_fn and grad_fn is None:
         raise ValueError(f"method={method!r} needs grad_fn(params) -> grads.")
-    if method == "seb" and not structured and layer_weights is None:
-        raise ValueError("method='seb' needs layer_weights (budget.seb_weights).")
-    if budget is not None and method != "magnitude":
-        raise ValueError(f"budget= is used by method='magnitude' only, not {method!r}.")
-    if method == "cast" and covs is None:
-        raise ValueError("method='cast' needs covs (cast.covariances(calib_inputs, n)).")
-
-    def sel(params: PyTree) -> Mapping[str, tree.LayerView]:
-        return tree.select(params) if views is None else views
-
-    def transform(params: PyTree) -> tuple[PyTree, PyTree]:
-        v = sel(params)
-        if method == "lowrank":
-            out, _ = lowrank(params, density=1.0 - s, views=v)
-            return out, tree.unflatten_like(params, {})
-        if structured and method in ("magnitude", "seb"):
-            m = masks_lib.nm_masks(params, k, n, views=v, on_indivisible=on_indivisible)
-            return masks_lib.apply_masks(params, m), m
-        if method == "magnitude":
-            m = (budget_lib.masks_from_budget(params, budget) if budget is not None else
-                 masks_lib.magnitude_masks(params, s, scope=scope, views=v))
-            return masks_lib.apply_masks(params, m), m
-        if method == "seb":
-            m = budget_lib.seb_masks(params, s, layer_weights, v)
-            return masks_lib.apply_masks(params, m), m
-        if method == "ser":
-            p, m, _ = ser_lib.ser(params, s, grad_fn, layer_weights=layer_weights, views=v,
-                                  **dict(ser_kwargs or {}))
-            return p, m
-        if method == "hybrid":
-            return ser_lib.hybrid(params, s, grad_fn, layer_weights=layer_weights, views=v,
-                                  **dict(ser_kwargs or {}))
-        # cast: unstructured SER (or SEB / magnitude) at 1 - k/n, then the N:M projection.
-        cv = {p: w for p, w in v.items() if p in covs}
-        cv, _ = masks_lib.nm_views(cv, n, on_indivisible)
-        if grad_fn is not None:
-            sp, sm, _ = ser_lib.ser(params, s, grad_fn, layer_weights=layer_weights, views=cv,
-                                    **dict(ser_kwargs or {}))
-        else:
-            sm = masks_lib.magnitude_masks(params, s, scope="global", views=cv,
-                                           layer_weights=layer_weights)
-            sp = masks_lib.apply_masks(params, sm)
-        p, m, _ = cast_lib.cast(params, k, n, covs, ser_params=sp, ser_masks=sm, views=cv,
-                                **dict(cast_kwargs or {}))
-        return p, m
-
-    return transform
+    if m.needs_layer_weights and n is None and layer_weights is None:
+        raise ValueError(f"method={method!r} needs layer_weights (budgets.seb_weights).")
+    if budget is not None and not m.takes_budget:
+        takers = " or ".join(f"method={t.name!r}" for t in METHODS.values() if t.takes_budget)
+        raise ValueError(f"budget= is used by {takers} only, not {method!r}.")
+    if m.needs_calibration and covs is None:
+        raise ValueError(f"method={method!r} needs covs (cast.covariances(calib_inputs, n)).")
+    return m.build(PruneRequest(
+        k=k, n=n, sparsity=s, views=views, scope=scope, budget=budget,
+        layer_weights=layer_weights, grad_fn=grad_fn, covs=covs,
+        ser_kwargs=dict(ser_kwargs or {}), cast_kwargs=dict(cast_kwargs or {}),
+        cycle_kwargs=dict(cycle_kwargs or {}), on_indivisible=on_indivisible,
+    ))  # fmt: skip
 
 
 def prune(
@@ -181,7 +314,7 @@ def prune(
     sparsity: float | None = None,
     *,
     calib_inputs: Mapping[str, Any] | None = None,
-    grad_fn: ser_lib.GradFn | None = None,
+    grad_fn: GradFn | None = None,
     budget: PyTree | None = None,
     calib_covs: Mapping[str, Any] | None = None,
     include: tree.Selector = None,
@@ -198,12 +331,13 @@ def prune(
     on_indivisible: str = "error",
     tokens: int | Mapping[str, int] | None = None,
     jit: bool = False,
+    cycle_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[PyTree, PyTree, dict[str, Any]]:
     """Prune ``params`` with one method: ``(params, masks, report)``.
 
     Args:
       params: parameter pytree (Linen dict, ``nnx.State`` or torch-layout flat dict).
-      method: one of :data:`METHODS`.
+      method: a name in :data:`METHODS`.
       pattern: ``"unstructured"`` or ``"K:N"`` (sparsity ``1 - K/N``).
       sparsity: target in ``[0, 1)``; optional for ``"K:N"`` (must then agree).
       calib_inputs: ``{path: X (rows, d_in)}`` captured layer inputs (CAST; layers without
@@ -211,78 +345,66 @@ def prune(
       grad_fn: ``params -> grads`` for SER/Hybrid (and CAST's SER source, if given).
       budget: per-layer sparsity pytree (``magnitude`` only).
       calib_covs: instead of ``calib_inputs``, precomputed block covariances
-        ``{path: (d_in/n, n, n)}`` (:func:`mpjax.pruning.cast.block_covariances`, or a running sum
-        of ``X_g^T X_g / T`` over captured batches), so inputs need not be kept in memory.
+        ``{path: (d_in/n, n, n)}`` (:func:`mpjax.pruning.cast.block_covariances`, or a running
+        sum of ``X_g^T X_g / T`` over captured batches), so inputs need not be kept in memory.
       include, exclude: glob selectors of layers (``tree.select``).
       scope: ``"global"`` or ``"layer"`` for unstructured magnitude.
-      signals: precomputed ``budget.layer_signals`` (else computed when SEB weights are
+      signals: precomputed ``budgets.layer_signals`` (else computed when SEB weights are
         needed: ``method="seb"`` or ``seb=True``).
       plain_below: SEB final protocol (plain magnitude below this sparsity, e.g. 0.30).
       seb: weight SER/Hybrid/CAST's unstructured stage by the SEB layer weights ``w_l``
         (over-pruning score ``|W| / w_l`` and restore weight ``rho_l = w_l``); default 1.
       alpha_ser, exhaustive, max_patterns: CAST options (:func:`mpjax.pruning.cast.cast`).
+      max_rows: calibration rows per layer used for the CAST covariances.
       ser_kwargs: SER options (``over``, ``steps``, ``lr``, ``restore_value``).
       on_indivisible: ``"error"`` or ``"skip"`` for N:M layers with ``d_in % n != 0``.
       tokens: tokens per call for the MAC count of the report.
       jit: run the whole transformation under one ``jax.jit`` (the heavy kernels are
         jitted per layer shape anyway; one jit over a large model mostly adds compile time).
+      cycle_kwargs: options of the cyclic procedure (``cycles``, ``fit_kwargs``,
+        ``reg_kwargs``; :func:`mpjax.pruning.cyclic.cyclic_prune`).
 
     Returns:
       ``(params, masks, report)``; ``report`` holds ``method``, ``pattern``, ``target``,
       ``summary`` (:func:`mpjax.pruning.masks.summary`), ``skipped`` (``{path: reason}``), and
-      method extras (``layer_weights``, ``cast_cost``, ``lowrank_rank``).
+      method extras (``layer_weights``, ``cast_cost``, ``lowrank_rank``, ``lowrank_density``).
+
+    Raises:
+      ValueError: what :func:`pruner` raises, no layer selected, calibration data missing or
+        not matching the layers, or ``jit=True`` for a method that cannot be traced.
     """
+    m = get_method(method)
     k, n, s = parse_target(pattern, sparsity)
+    _supported(m, pattern, n)
+    if jit and not m.jittable:
+        raise ValueError(f"method={method!r} cannot run under jax.jit; pass jit=False.")
     views = tree.select(params, include=include, exclude=exclude)
     if not views:
         raise ValueError("no weight matrices selected; check include=/exclude=.")
     report: dict[str, Any] = dict(method=method, pattern=pattern, target=s, skipped={})
     if n is not None:
-        views, report["skipped"] = masks_lib.nm_views(views, n, on_indivisible)
+        views, report["skipped"] = nm_views(views, n, on_indivisible)
     weights = None
-    if (method == "seb" and k is None) or (seb and method in ("ser", "hybrid", "cast")):
-        signals = signals or budget_lib.layer_signals(params, views)
-        weights = budget_lib.seb_weights(signals, s, plain_below=plain_below)
+    if (m.needs_layer_weights and n is None) or (seb and m.uses_layer_weights):
+        signals = signals or budgets.layer_signals(params, views)
+        weights = budgets.seb_weights(signals, s, plain_below=plain_below)
         report["layer_weights"] = weights
     covs = None
-    if method == "cast":
+    if m.needs_calibration:
         if (calib_inputs is None) == (calib_covs is None):
-            raise ValueError("method='cast' needs calib_inputs={path: X (rows, d_in)} or "
+            raise ValueError(f"method={method!r} needs calib_inputs={{path: X (rows, d_in)}} or "
                              "calib_covs={path: block covariances} (one of them).")
-        given = calib_inputs if calib_inputs is not None else calib_covs
-        unknown = [p for p in given if p not in views and p not in tree.flatten(params)]
-        if unknown:
-            raise ValueError(f"{unknown[0]}: calibration data names a leaf params does not have.")
-        if calib_covs is not None:
-            covs = {p: c for p, c in calib_covs.items() if p in views}
-            bad = [p for p, c in covs.items() if c.shape != (views[p].d_in // n, n, n)]
-            if bad:
-                raise ValueError(f"{bad[0]}: calib_covs shape {covs[bad[0]].shape}, expected "
-                                 f"{(views[bad[0]].d_in // n, n, n)}.")
-        else:
-            covs = cast_lib.covariances(
-                {p: x for p, x in calib_inputs.items() if p in views}, n, max_rows)
+        covs = cast.layer_covariances(params, views, n, calib_inputs=calib_inputs,
+                                      calib_covs=calib_covs, max_rows=max_rows)
         report["skipped"].update({p: "no calibration inputs" for p in views if p not in covs})
     fn = pruner(method, pattern, s, views=views, scope=scope, budget=budget,
                 layer_weights=weights, grad_fn=grad_fn, covs=covs, ser_kwargs=ser_kwargs,
                 cast_kwargs=dict(alpha_ser=alpha_ser, exhaustive=exhaustive,
                                  max_patterns=max_patterns),
-                on_indivisible=on_indivisible)
+                on_indivisible=on_indivisible, cycle_kwargs=cycle_kwargs)
     new_params, masks = jax.jit(fn)(params) if jit else fn(params)
-    report["summary"] = masks_lib.summary(new_params, masks, tokens=tokens, views=views)
-    if method == "cast":
-        dense, out = tree.matrices(params, views), tree.matrices(new_params, views)
-        mflat = tree.flatten(masks)
-        # Cost of what each method removes from the dense layer: r = W_dense - W_pruned.
-        report["cast_cost"] = {
-            p: dict(cast=float(cast_lib.calibration_cost(
-                        dense[p] - out[p], np.zeros(dense[p].shape, bool), covs[p])),
-                    magnitude=float(cast_lib.calibration_cost(
-                        dense[p], masks_lib.nm_matrix_mask(np.abs(dense[p]), k, n), covs[p])))
-            for p in covs if p in mflat
-        }
-    if method == "lowrank":
-        report["lowrank_rank"] = {p: rank_for_density(v.shape, 1.0 - s) for p, v in views.items()}
-        fp = sum(r * (views[p].d_out + views[p].d_in) for p, r in report["lowrank_rank"].items())
-        report["lowrank_density"] = fp / sum(v.d_out * v.d_in for v in views.values())
+    report["summary"] = summary(new_params, masks, tokens=tokens, views=views)
+    if m.report is not None:
+        request = PruneRequest(k=k, n=n, sparsity=s, views=views, covs=covs)
+        report.update(m.report(request, params, new_params, masks, views))
     return new_params, masks, report

@@ -13,6 +13,7 @@ Afterwards the mask is frozen and fine-tuned (one masked epoch in the paper; the
 job). Hybrid: exact global magnitude up to ``s = 0.20``, SER above.
 
 Everything is traceable when ``grad_fn`` is: ``jax.jit(lambda p: ser(p, s, grad_fn))`` works.
+See `docs/method/ser.md` (SER).
 """
 
 from __future__ import annotations
@@ -24,10 +25,17 @@ import jax
 import jax.numpy as jnp
 
 from mpjax import tree
-from mpjax.pruning import masks as masks_lib
+from mpjax.pruning import masks
 
 PyTree = Any
 GradFn = Callable[[PyTree], PyTree]
+
+__all__ = [
+    "GradFn",
+    "SERInfo",
+    "hybrid",
+    "ser",
+]
 
 
 class SERInfo(NamedTuple):
@@ -46,7 +54,7 @@ class SERInfo(NamedTuple):
 
 def _keep_top(score: jax.Array, count: Any) -> jax.Array:
     """Bool mask of the ``count`` largest entries (ties: higher flat index kept)."""
-    return masks_lib.remove_lowest(score, score.size - jnp.asarray(count, jnp.int32))
+    return masks.remove_lowest(score, score.size - jnp.asarray(count, jnp.int32))
 
 
 def ser(
@@ -78,18 +86,18 @@ def ser(
     Returns:
       ``(params, masks, SERInfo)``.
     """
-    masks_lib.check_sparsity(sparsity)
+    masks.check_sparsity(sparsity)
     if restore_value not in ("dense", "trained"):
         raise ValueError(f"restore_value={restore_value!r}; expected 'dense' or 'trained'.")
     views = tree.select(params) if views is None else views
     rho = rho if rho is not None else layer_weights
     s_over = jnp.minimum(jnp.asarray(sparsity, jnp.float32) + over, 0.999)
-    over_masks = masks_lib.magnitude_masks(params, s_over, scope="global", views=views,
+    over_masks = masks.magnitude_masks(params, s_over, scope="global", views=views,
                                            layer_weights=layer_weights)
     # The selection phase runs on a float32 copy: low-precision gradients would make the
     # restore ranking depend on rounding (and jit differ from eager).
     start = jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.promote_types(x.dtype, jnp.float32)),
-                         masks_lib.apply_masks(params, over_masks))
+                         masks.apply_masks(params, over_masks))
     om = tree.flatten(over_masks)
 
     p = start
@@ -108,7 +116,7 @@ def ser(
         w = 1.0 if rho is None else rho[path]
         scores.append(jnp.ravel(jnp.where(om[path], -1.0, delta * w)))
     total = sum(v.d_out * v.d_in for v in views.values())
-    n_restore = masks_lib.n_remove(s_over, total) - masks_lib.n_remove(sparsity, total)
+    n_restore = masks.n_remove(s_over, total) - masks.n_remove(sparsity, total)
     keep = _keep_top(jnp.concatenate(scores), n_restore)
 
     dense = tree.flatten(params)
@@ -138,13 +146,20 @@ def hybrid(
 ) -> tuple[PyTree, PyTree]:
     """Hybrid schedule: exact global magnitude for ``s <= switch`` (0.20), SER above.
 
-    ``sparsity`` must be a concrete float here (it picks the branch). Returns
-    ``(params, masks)``.
+    Args:
+      params: dense parameters.
+      sparsity: target ``s``; must be a concrete float here (it picks the branch).
+      grad_fn: ``params -> grads`` for the SER branch.
+      switch: the sparsity up to which plain global magnitude is used.
+      **kwargs: options of :func:`ser` (``views`` also selects the magnitude layers).
+
+    Returns:
+      ``(params, masks)``.
     """
-    masks_lib.check_sparsity(sparsity)
+    masks.check_sparsity(sparsity)
     views = kwargs.get("views")
     if float(sparsity) <= switch:
-        m = masks_lib.magnitude_masks(params, sparsity, scope="global", views=views)
-        return masks_lib.apply_masks(params, m), m
+        m = masks.magnitude_masks(params, sparsity, scope="global", views=views)
+        return masks.apply_masks(params, m), m
     p, m, _ = ser(params, sparsity, grad_fn, **kwargs)
     return p, m

@@ -1,10 +1,13 @@
-"""Timing dense vs 2:4-sparse ViTs on one GPU, and the Flax <-> torch parity check.
+"""Timing dense vs 2:4-sparse ViTs on one GPU.
 
-Timing protocol (SPEC §8): dense and sparse run in the same process, the same precision and
-the same graph (ToMe on both or neither); each measurement runs ``warmup`` calls, then
-``iters >= 50`` calls each bracketed by CUDA events, and reports the median. With
-``graph=True`` the forward pass is captured once in a CUDA graph (after warm-up, so the
-cuSPARSELt algorithm search never runs inside capture) and replayed.
+Timing protocol (see `docs/method/runtime.md`): dense and sparse run in the same process,
+the same precision and the same graph (ToMe on both or neither); each measurement runs
+``warmup`` calls, then ``iters >= 50`` calls each bracketed by CUDA events, and reports the
+median. With ``graph=True`` the forward pass is captured once in a CUDA graph (after
+warm-up, so the cuSPARSELt algorithm search never runs inside capture) and replayed.
+
+The Flax <-> torch parity check needs JAX, so it lives with the benchmark command
+(:func:`mpjax.cli.bench.runtime.flax_parity`): this module imports no JAX.
 
 On a machine without CUDA the same functions time with ``time.perf_counter`` (useful only
 to test the plumbing, never reported as GPU numbers).
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import importlib.metadata
 import platform
 import statistics
 import time
@@ -24,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mpjax.arch import macs
+from mpjax.arch import ViTDims
 from mpjax.torch_runtime import sparse as sparse_mod
 from mpjax.torch_runtime.vit import TorchViT, linear_names
 
@@ -86,7 +90,7 @@ def capture_graph(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, w
 
 
 def timing_models(
-    dims: macs.ViTDims,
+    dims: ViTDims,
     dtype: torch.dtype,
     device: str,
     backend: str = "cslt",
@@ -182,7 +186,7 @@ def gemm_timings(
         }
         for label, tr in (("cslt_ms", True), ("cslt_not_ms", False)):
             # Probe one call without the algorithm search: a pathologically slow variant (fp16
-            # fused transpose, SPEC §8) is timed with 3 calls only, and flagged.
+            # fused transpose, `docs/method/runtime.md`) is timed with 3 calls only, and flagged.
             layer = sparse_mod.CsltLinear(w, b, name, transpose_result=tr, search=False)
             probe = time_fn(lambda L=layer, x=x: L(x), 1, 1)["median_ms"]
             if probe > 20 * row["dense_ms"] + 5.0:
@@ -197,7 +201,7 @@ def gemm_timings(
     return rows
 
 
-def block_shapes(dims: macs.ViTDims, batch: int) -> list[tuple[str, int, int, int]]:
+def block_shapes(dims: ViTDims, batch: int) -> list[tuple[str, int, int, int]]:
     """The four block GEMMs of block 0 at ``batch`` images (no ToMe)."""
     m, d, h = batch * dims.tokens, dims.hidden, dims.mlp
     return [("qkv", m, d, 3 * d), ("proj", m, d, d), ("fc1", m, d, h), ("fc2", m, h, d)]
@@ -208,7 +212,7 @@ def torch_dtype(name: str) -> torch.dtype:
     return getattr(torch, name)
 
 
-def random_images(dims: macs.ViTDims, batch: int, dtype: torch.dtype, device: str):
+def random_images(dims: ViTDims, batch: int, dtype: torch.dtype, device: str):
     """``batch`` random NCHW images of the model's size."""
     shape = (batch, dims.channels, dims.image_size, dims.image_size)
     return torch.randn(shape, device=device, dtype=dtype)
@@ -227,11 +231,13 @@ def cuda_device_name() -> str | None:
 
 
 def versions() -> dict[str, str | None]:
-    """Library versions (torch, CUDA, cuSPARSELt, numpy, jax, mpjax, python)."""
-    try:
-        from mpjax import __version__
-    except ImportError:  # run through scripts/gpu_runtime.sh's shim on a machine without JAX
-        __version__ = None
+    """Library versions (torch, CUDA, cuSPARSELt, numpy, jax, mpjax, python).
+
+    JAX's version is read from the installed package's metadata (``None`` when it is not
+    installed): JAX itself is never imported here.
+    """
+    from mpjax import __version__
+
     out: dict[str, str | None] = {
         "mpjax": __version__,
         "torch": torch.__version__,
@@ -247,72 +253,7 @@ def versions() -> dict[str, str | None]:
     except (AttributeError, RuntimeError):
         pass
     try:
-        import jax
-
-        out["jax"] = jax.__version__
-    except ImportError:
+        out["jax"] = importlib.metadata.version("jax")
+    except importlib.metadata.PackageNotFoundError:
         pass
     return out
-
-
-def flax_parity(
-    tome_rs: tuple[int, ...] = (0, 2), seed: int = 0, workdir: str | None = None
-) -> dict[str, Any]:
-    """Export a small 2:4-pruned Flax ViT and compare torch fp32 CPU logits with Flax's.
-
-    Needs JAX and :mod:`mpjax.models`. Returns ``{"max_abs_diff", "per_tome": {r: diff},
-    "config"}``.
-    """
-    import tempfile
-
-    import jax
-
-    from mpjax import export, tree
-    from mpjax.models import vit
-    from mpjax.pruning import masks as masks_mod
-    from mpjax.torch_runtime.manifest import build_model
-
-    cfg = vit.config_for(
-        "fmnist",
-        image_size=32,
-        patch_size=8,
-        num_classes=10,
-        channels=3,
-        hidden_size=64,
-        num_heads=4,
-        mlp_dim=128,
-        num_layers=2,
-    )
-    from mpjax.models.convert import random_init
-
-    params = random_init(cfg, seed)
-    rng = np.random.default_rng(seed + 1)  # non-zero biases, class token and LayerNorm shifts
-    params = tree.unflatten_like(
-        params,
-        {
-            k: v + 0.05 * rng.standard_normal(v.shape).astype(v.dtype)
-            for k, v in tree.flatten(params).items()
-        },
-    )
-    views = tree.select(params, include=["*encoderblock_*/*/kernel"])
-    masks = masks_mod.nm_masks(params, 2, 4, views=views)
-    pruned = masks_mod.apply_masks(params, masks)
-    x = np.random.default_rng(seed).normal(size=(4, 32, 32, 3)).astype(np.float32)
-    per = {}
-    cpu = jax.devices("cpu")[0]  # the check is fp32 on CPU even where JAX sees a GPU
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp, jax.default_device(cpu):
-        for r in tome_rs:
-            ref = np.asarray(
-                jax.jit(lambda p, r=r: vit.ViT(cfg).apply({"params": p}, x, tome_r=r))(pruned)
-            )
-            export.export_vit(params, cfg, tmp, masks=masks, tome_r=r)
-            with torch.no_grad():
-                out = build_model(tmp)(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
-            per[r] = float(np.abs(out - ref).max())
-    return {
-        "max_abs_diff": max(per.values()),
-        "per_tome": per,
-        "dtype": "float32",
-        "device": "cpu",
-        "config": "2-block ViT, 32 px, patch 8, D=64, 2:4 on block Linears",
-    }

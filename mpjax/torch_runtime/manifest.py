@@ -21,8 +21,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from mpjax import export
-from mpjax.arch import macs
+from mpjax import arch, export
 from mpjax.torch_runtime import sparse as sparse_mod
 from mpjax.torch_runtime.vit import TorchViT
 
@@ -37,7 +36,7 @@ class Export(NamedTuple):
     manifest: dict[str, Any]
     state_dict: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor]
-    dims: macs.ViTDims
+    dims: arch.ViTDims
 
 
 _REQUIRED = {
@@ -90,13 +89,13 @@ def read_manifest(directory: str | Path, verify_hashes: bool = True) -> dict[str
     return man
 
 
-def _dims(man: dict[str, Any]) -> macs.ViTDims:
+def _dims(man: dict[str, Any]) -> arch.ViTDims:
     cfg = man["model"].get("config", {})
-    fields = [f.name for f in dataclasses.fields(macs.ViTDims)]
+    fields = [f.name for f in dataclasses.fields(arch.ViTDims)]
     missing = [f for f in fields if not isinstance(cfg.get(f), int)]
     if missing:
         raise ManifestError(f"manifest model.config: missing integer fields {missing}; re-export.")
-    return macs.ViTDims(**{f: cfg[f] for f in fields})
+    return arch.ViTDims(**{f: cfg[f] for f in fields})
 
 
 def _check_tensors(sd: dict[str, torch.Tensor], model: TorchViT) -> None:
@@ -158,7 +157,7 @@ def load_export(directory: str | Path, verify_hashes: bool = True) -> Export:
     man = read_manifest(directory, verify_hashes)
     dims = _dims(man)
     try:
-        macs.per_block_r(man["tome_r"], dims.layers)
+        arch.per_block_r(man["tome_r"], dims.layers)
     except (ValueError, TypeError) as err:
         raise ManifestError(f"manifest tome_r: {err}") from None
     sd = load_file(str(Path(directory) / man["files"]["weights"]["path"]))

@@ -1,6 +1,6 @@
 """2:4 sparse Linear layers on cuSPARSELt, with the compressed weight prepared once.
 
-Two execution paths (SPEC §8):
+Two execution paths (see `docs/method/runtime.md`):
 
 * :class:`CsltLinear` calls ``torch._cslt_sparse_mm(packed, x.t(), bias=b,
   transpose_result=True)`` directly: ``y = x W^T + b`` with ``W`` (d_out, d_in) compressed

@@ -6,8 +6,8 @@ The module tree matches timm's ``VisionTransformer`` (``patch_embed.proj``, ``cl
 numerics follow the Flax model (:mod:`mpjax.models.vit`): pre-LayerNorm blocks, class-token
 pooling, LayerNorm ``eps`` and GELU form taken from the export's config.
 
-ToMe (Bolya et al. 2023, "Token Merging: Your ViT but Faster"; SPEC §4) runs between the
-attention and the MLP of every block:
+ToMe (Bolya et al., "Token Merging: Your ViT but Faster", ICLR 2023, arXiv:2210.09461; see
+`docs/method/tome.md`) runs between the attention and the MLP of every block:
 
 1. metric ``m_t`` = the token's keys averaged over heads, normalised to unit length;
 2. tokens alternate into sets A (even positions, incl. the class token) and B (odd);
@@ -18,7 +18,9 @@ attention and the MLP of every block:
 5. output order: unmerged A-tokens in their original order (class token first), then B.
 
 Attention is proportional: ``softmax(q k^T / sqrt(d_h) + log s_k)`` over keys ``k``.
-Block ``l`` merges ``min(r, (N_l - 1) // 2)`` tokens, so shapes are static per ``(r, N)``.
+Block ``l`` merges ``min(r, (N_l - 1) // 2)`` tokens (:func:`mpjax.arch.tome_merges`), so
+shapes are static per ``(r, N)``. The algorithm is the one of the Flax model
+(:mod:`mpjax.models.tome`), written again in torch: this module imports no JAX.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mpjax.arch.macs import ViTDims, per_block_r
+from mpjax.arch import ViTDims, per_block_r, tome_merges
 
 
 class Attention(nn.Module):
@@ -80,7 +82,7 @@ def bipartite_soft_matching(metric: torch.Tensor, r: int):
     Returns:
       ``(unm_idx (B, |A|-r), src_idx (B, r), dst_idx (B, r))``, indices into A and B.
     """
-    r = min(r, (metric.shape[1] - 1) // 2)
+    r = tome_merges(metric.shape[1], r)
     metric = metric / metric.norm(dim=-1, keepdim=True)
     a, b = metric[:, ::2], metric[:, 1::2]
     scores = a @ b.transpose(-1, -2)
@@ -131,7 +133,7 @@ class TorchViT(nn.Module):
     """ViT classifier in timm layout; ``forward(images NCHW) -> logits``.
 
     Args:
-      dims: model sizes (:class:`mpjax.arch.macs.ViTDims`).
+      dims: model sizes (:class:`mpjax.arch.ViTDims`).
       ln_eps: LayerNorm epsilon (Flax and timm ViTs use 1e-6).
       gelu_approximate: ``"none"`` (exact erf, as :mod:`mpjax.models.vit` and timm) or
         ``"tanh"``.

@@ -1,26 +1,89 @@
-"""Training and frozen-mask distillation: the KD loss, the masked optax transformation, the data-parallel loop, recipes and the shipped models."""
+"""Training and frozen-mask distillation: the KD loss, the masked optax transformation, the
+data-parallel step and loop, evaluation, recipes and the shipped model.
 
-from mpjax.training import loop, recipes
-from mpjax.training.loop import (
-    distill,
+See `docs/method/distillation.md` for the loss and the frozen masks.
+"""
+
+from mpjax.training import (
+    config,
+    evaluation,
+    images,
+    kd,
+    loop,
+    masked,
+    mesh,
+    recipes,
+    shipped,
+)
+from mpjax.training.config import (
+    DistillConfig,
+    make_optimizer,
+    make_schedule,
+)
+from mpjax.training.evaluation import (
     evaluate,
+)
+from mpjax.training.images import (
+    prepare_images,
+)
+from mpjax.training.kd import (
     kd_loss,
-    masked_updates,
+    kd_terms,
+)
+from mpjax.training.loop import (
+    TrainState,
+    distill,
+    run_fingerprint,
+    train,
     train_step,
 )
+from mpjax.training.masked import (
+    MaskedUpdatesState,
+    masked_updates,
+)
+from mpjax.training.mesh import (
+    make_mesh,
+)
 from mpjax.training.recipes import (
+    DISTILL_CONFIGS,
     RECIPES,
+    Recipe,
+    train_and_evaluate,
+    vit_apply_fn,
+)
+from mpjax.training.shipped import (
     load_shipped_model,
 )
 
 __all__ = [
+    "config",
+    "evaluation",
+    "images",
+    "kd",
     "loop",
+    "masked",
+    "mesh",
     "recipes",
+    "shipped",
+    "DISTILL_CONFIGS",
+    "DistillConfig",
+    "MaskedUpdatesState",
     "RECIPES",
+    "Recipe",
+    "TrainState",
     "distill",
     "evaluate",
     "kd_loss",
+    "kd_terms",
     "load_shipped_model",
+    "make_mesh",
+    "make_optimizer",
+    "make_schedule",
     "masked_updates",
+    "prepare_images",
+    "run_fingerprint",
+    "train",
+    "train_and_evaluate",
     "train_step",
+    "vit_apply_fn",
 ]

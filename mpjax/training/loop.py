@@ -1,25 +1,23 @@
-"""Knowledge distillation and plain training with frozen pruning masks, data parallel.
+"""Training and knowledge distillation with frozen pruning masks, data parallel and resumable.
 
-The training code follows flax's examples: a :class:`Config` with commented fields, a
-jitted pure :func:`train_step` ``(state, batch) -> (state, metrics)`` with donated
-buffers, and a loop (:func:`fit`, :func:`distill`) that adds checkpoints, resume, a tqdm
-progress bar and JSONL metrics around it.
+The code follows flax's examples: a :class:`~mpjax.training.config.DistillConfig` with
+commented fields (and the optimizer it describes,
+:func:`~mpjax.training.config.make_optimizer`), a jitted pure :func:`train_step`
+``(state, batch) -> (state, metrics)`` with donated buffers, and a loop (:func:`train`,
+:func:`distill`) that adds checkpoints, resume, a tqdm progress bar and JSONL metrics
+around it.
 
 Models are any ``apply_fn(params, images, train: bool) -> logits``. Images reach it as
-float32 ``[B, H, W, C]`` in ``[0, 1]`` (uint8 pixels are divided by 255, a channel axis is
-added to ``[B, H, W]``; see :func:`prepare_images`).
-
-Masks stay frozen: :func:`masked_updates` wraps any optax optimizer so that pruned weights
-get no gradient (their optimizer state stays zero) and are set back to exactly zero after
-every step, whatever the inner optimizer does (weight decay, momentum ...).
-
-Data parallelism has one code path: a 1-D mesh over the local devices with axis
-``"data"``; the batch is sharded along it, parameters and optimizer state are replicated,
-and XLA inserts the gradient all-reduce. One device is the mesh of size 1.
+float32 ``[B, H, W, C]`` in ``[0, 1]`` (:func:`~mpjax.training.images.prepare_images`).
+The loss is :func:`~mpjax.training.kd.kd_loss`; masks stay frozen through
+:func:`~mpjax.training.masked.masked_updates`; the batch is split over the 1-D ``"data"``
+mesh of :func:`~mpjax.training.mesh.make_mesh` (one device is the mesh of size 1).
+See `docs/method/distillation.md` (KD loss, frozen masks).
 
 References:
-  [P26] Distillation with a frozen mask: L = (1 - a) CE_ls(s, y) + a tau^2 KL(p_t^tau || p_s^tau),
-  a = 0.5, tau = 2, label smoothing 0.1; masked weights re-zeroed after every step.
+  [P26] Berlyand et al., arXiv 2606.02608: distillation with a frozen mask,
+  L = (1 - a) CE_ls(s, y) + a tau^2 KL(p_t^tau || p_s^tau), a = 0.5, tau = 2, label
+  smoothing 0.1; masked weights re-zeroed after every step.
 """
 
 from __future__ import annotations
@@ -29,206 +27,43 @@ import functools
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 from tqdm.auto import tqdm
 
 from mpjax import data as data_lib
 from mpjax.checkpoint import TrainCheckpointer
-from mpjax.pruning import masks as masks_lib
+from mpjax.pruning import apply_masks
+from mpjax.training.config import DistillConfig, make_optimizer, make_schedule
+from mpjax.training.evaluation import evaluate
+from mpjax.training.images import prepare_images
+from mpjax.training.kd import kd_terms
+from mpjax.training.mesh import batch_sharding, make_mesh, replicated
 from mpjax.tree import flatten
+
+# DistillConfig, make_optimizer, make_schedule (config.py) and make_mesh (mesh.py) are
+# re-exported: a run is configured, optimized and laid out through this module.
+__all__ = [
+    "DistillConfig",
+    "TrainState",
+    "distill",
+    "make_mesh",
+    "make_optimizer",
+    "make_schedule",
+    "run_fingerprint",
+    "train",
+    "train_step",
+]
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array, bool], jax.Array]
-
-
-@dataclasses.dataclass
-class Config:
-    """Training / distillation hyper-parameters (defaults: the paper's distillation loss)."""
-
-    learning_rate: float = 1e-3  # peak learning rate of the warmup + cosine schedule
-    weight_decay: float = 0.01  # AdamW decoupled weight decay
-    warmup_steps: int = 100  # linear warmup from 0 to learning_rate
-    end_lr_fraction: float = 0.0  # cosine decays to learning_rate * end_lr_fraction
-    grad_clip: float | None = 1.0  # global-norm gradient clipping; None disables it
-    batch_size: int = 128  # global batch, split over the devices (must divide evenly)
-    num_epochs: float = 1.0  # length of the run when num_steps is None
-    num_steps: int | None = None  # total optimizer steps (overrides num_epochs)
-    alpha: float = 0.5  # weight a of the KD term; ignored (0) without a teacher
-    tau: float = 2.0  # distillation temperature
-    label_smoothing: float = 0.1  # label smoothing of the CE term
-    augment: bool = False  # random crop (+ flip) from mpjax.data inside the jitted step
-    crop_padding: int = 2  # zero padding of the random crop, pixels
-    flip: bool = True  # random horizontal flips when augment is on
-    seed: int = 0  # data order and augmentation keys: batch b of epoch e depends on (seed, e, b)
-    num_devices: int | None = None  # devices of the 'data' mesh axis; None = all local ones
-    checkpoint_every: int = 0  # save a resumable checkpoint every N steps; 0 = only at the end
-    log_every: int = 50  # metrics -> metrics.jsonl and the progress bar every N steps
-    eval_batch_size: int = 1000  # batch size of evaluate()
-    stop_after_steps: int | None = (
-        None  # end this run early (pre-emption drill); schedule keeps num_steps
-    )
-    progress: bool = True  # tqdm progress bar (auto-disabled when stderr is not a terminal)
-
-
-def prepare_images(images: jax.Array) -> jax.Array:
-    """Model input: integer pixels / 255 as float32, ``[B, H, W]`` -> ``[B, H, W, 1]``."""
-    x = jnp.asarray(images)
-    if jnp.issubdtype(x.dtype, jnp.integer):
-        x = x.astype(jnp.float32) / 255.0
-    return x[..., None] if x.ndim == 3 else x
-
-
-def kd_terms(
-    student_logits: jax.Array,
-    teacher_logits: jax.Array | None,
-    labels: jax.Array,
-    alpha: float = 0.5,
-    tau: float = 2.0,
-    label_smoothing: float = 0.1,
-) -> dict[str, jax.Array]:
-    """Batch means of the distillation loss and its parts (see :func:`kd_loss`).
-
-    Returns:
-      ``{"loss", "ce", "kl"}``; ``kl`` is 0 and ``loss == ce`` when ``teacher_logits`` is None.
-    """
-    num_classes = student_logits.shape[-1]
-    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
-    ce = optax.softmax_cross_entropy(student_logits, targets).mean()
-    if teacher_logits is None:
-        return {"loss": ce, "ce": ce, "kl": jnp.zeros_like(ce)}
-    log_pt = jax.nn.log_softmax(jax.lax.stop_gradient(teacher_logits) / tau)
-    log_ps = jax.nn.log_softmax(student_logits / tau)
-    kl = jnp.sum(jnp.exp(log_pt) * (log_pt - log_ps), axis=-1).mean()
-    return {"loss": (1.0 - alpha) * ce + alpha * tau**2 * kl, "ce": ce, "kl": kl}
-
-
-def kd_loss(
-    student_logits: jax.Array,
-    teacher_logits: jax.Array | None,
-    labels: jax.Array,
-    alpha: float = 0.5,
-    tau: float = 2.0,
-    label_smoothing: float = 0.1,
-) -> jax.Array:
-    """Knowledge-distillation loss, batch mean.
-
-    L = (1 - a) CE_ls(s, y) + a tau^2 KL(softmax(t / tau) || softmax(s / tau)),
-    where CE_ls is the cross-entropy against labels smoothed to ``(1 - ls) onehot + ls / K``.
-    The teacher logits get no gradient. Without a teacher, L = CE_ls.
-
-    Args:
-      student_logits: ``[B, K]``.
-      teacher_logits: ``[B, K]`` or ``None``.
-      labels: int ``[B]``.
-      alpha: weight ``a`` of the KD term.
-      tau: temperature (the ``tau^2`` factor keeps gradient scale independent of ``tau``).
-      label_smoothing: ``ls``.
-
-    Examples:
-      >>> z = jnp.array([[2.0, 0.0, -1.0]])
-      >>> bool(jnp.isclose(kd_loss(z, z, jnp.array([0]), alpha=1.0), 0.0))
-      True
-    """
-    return kd_terms(student_logits, teacher_logits, labels, alpha, tau, label_smoothing)["loss"]
-
-
-class MaskedUpdatesState(NamedTuple):
-    """State of :func:`masked_updates`: the inner optimizer's state and the frozen masks."""
-
-    inner_state: optax.OptState
-    masks: PyTree
-
-
-def _is_none(x: Any) -> bool:
-    return x is None
-
-
-def _where_kept(masks: PyTree, tree: PyTree, pruned_value: PyTree | None = None) -> PyTree:
-    """``tree`` with pruned entries replaced by 0 (or by ``pruned_value``'s entries)."""
-    if pruned_value is None:
-        return jax.tree.map(
-            lambda m, x: x if m is None else jnp.where(m, x, jnp.zeros_like(x)),
-            masks,
-            tree,
-            is_leaf=_is_none,
-        )
-    return jax.tree.map(
-        lambda m, x, v: x if m is None else jnp.where(m, x, v),
-        masks,
-        tree,
-        pruned_value,
-        is_leaf=_is_none,
-    )
-
-
-def masked_updates(
-    inner: optax.GradientTransformation, masks: PyTree
-) -> optax.GradientTransformation:
-    """Wrap an optax optimizer so that pruned weights stay exactly zero.
-
-    Gradients of pruned entries are zeroed before ``inner`` sees them (its moment estimates
-    stay zero there), and the returned update of a pruned entry is ``-w`` so that
-    ``optax.apply_updates`` leaves ``w + (-w) = 0`` exactly, even if the weight was not zero.
-
-    Args:
-      inner: any optax transformation (e.g. ``optax.adamw``).
-      masks: masks pytree with params' structure; bool leaves (True = kept) or ``None``
-        (not pruned). The masks live in the optimizer state.
-
-    Returns:
-      An ``optax.GradientTransformation``; ``update`` needs ``params``.
-    """
-    masks = jax.tree.map(
-        lambda m: m if m is None else jnp.asarray(m, bool), masks, is_leaf=_is_none
-    )
-
-    def init_fn(params):
-        masks_lib.check_masks(params, masks)
-        return MaskedUpdatesState(inner.init(params), masks)
-
-    def update_fn(updates, state, params=None):
-        grads = _where_kept(state.masks, updates)
-        new, inner_state = inner.update(grads, state.inner_state, params)
-        if params is None:
-            new = _where_kept(state.masks, new)
-        else:
-            new = _where_kept(state.masks, new, jax.tree.map(jnp.negative, params))
-        return new, MaskedUpdatesState(inner_state, state.masks)
-
-    return optax.GradientTransformation(init_fn, update_fn)
-
-
-def make_schedule(config: Config, num_steps: int) -> optax.Schedule:
-    """Linear warmup over ``warmup_steps`` to ``learning_rate``, then cosine decay to
-    ``learning_rate * end_lr_fraction`` at ``num_steps``."""
-    warmup = max(0, min(config.warmup_steps, num_steps - 1))
-    return optax.warmup_cosine_decay_schedule(
-        0.0,
-        config.learning_rate,
-        warmup,
-        max(num_steps, warmup + 1),
-        end_value=config.learning_rate * config.end_lr_fraction,
-    )
-
-
-def make_optimizer(
-    config: Config, num_steps: int, masks: PyTree | None = None
-) -> optax.GradientTransformation:
-    """AdamW with linear warmup + cosine decay (and clipping), masked when ``masks`` given."""
-    schedule = make_schedule(config, num_steps)
-    parts = [optax.clip_by_global_norm(config.grad_clip)] if config.grad_clip else []
-    tx = optax.chain(*parts, optax.adamw(schedule, weight_decay=config.weight_decay))
-    return tx if masks is None else masked_updates(tx, masks)
 
 
 class TrainState(struct.PyTreeNode):
@@ -247,9 +82,27 @@ class TrainState(struct.PyTreeNode):
 
     @classmethod
     def create(
-        cls, params, apply_fn, tx, config: Config, teacher_params=None, teacher_apply_fn=None
-    ):
-        """A step-0 state; the teacher defaults to the student's own ``apply_fn``."""
+        cls,
+        params: PyTree,
+        apply_fn: ApplyFn,
+        tx: optax.GradientTransformation,
+        config: DistillConfig,
+        teacher_params: PyTree = None,
+        teacher_apply_fn: ApplyFn | None = None,
+    ) -> TrainState:
+        """A step-0 state.
+
+        Args:
+          params: the student's parameters.
+          apply_fn: ``apply_fn(params, images, train) -> logits`` of the student.
+          tx: the optimizer (e.g. :func:`make_optimizer`).
+          config: reads the loss fields, the augmentation fields and ``seed``.
+          teacher_params: the teacher's parameters; None trains from labels alone.
+          teacher_apply_fn: the teacher's apply function; defaults to ``apply_fn``.
+
+        Returns:
+          The state at step 0 with ``tx.init(params)`` as optimizer state.
+        """
         if teacher_params is not None and teacher_apply_fn is None:
             teacher_apply_fn = apply_fn
         augment = None
@@ -274,9 +127,15 @@ class TrainState(struct.PyTreeNode):
 
 @functools.partial(jax.jit, donate_argnums=0)
 def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
-    """One optimizer step on ``{"image", "label"}``; returns the new state and batch metrics.
+    """One optimizer step on a batch; the state's buffers are donated.
 
-    The state's buffers are donated (do not reuse the ``state`` passed in).
+    Args:
+      state: the current state (do not reuse it after the call: its buffers are donated).
+      batch: ``{"image": [B, H, W(, C)], "label": int [B]}``.
+
+    Returns:
+      ``(state, metrics)``: the state after the step and the batch's ``loss``, ``ce``,
+      ``kl`` and ``accuracy``.
     """
     images = prepare_images(batch["image"])
     if state.augment_fn is not None:
@@ -297,59 +156,11 @@ def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainSta
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
-    """A 1-D ``('data',)`` mesh over the first ``num_devices`` local devices (default all)."""
-    devices = jax.local_devices()
-    n = len(devices) if num_devices is None else int(num_devices)
-    if not 1 <= n <= len(devices):
-        raise ValueError(f"num_devices: {n} requested, {len(devices)} local devices available.")
-    # Auto axes: XLA propagates the batch sharding and inserts the gradient all-reduce.
-    return jax.make_mesh(
-        (n,), ("data",), axis_types=(jax.sharding.AxisType.Auto,), devices=devices[:n]
-    )
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _count_correct(apply_fn, params, images, labels, valid):
-    logits = apply_fn(params, prepare_images(images), False)
-    return jnp.sum((jnp.argmax(logits, -1) == labels) & valid)
-
-
-def evaluate(
-    params: PyTree,
-    apply_fn: ApplyFn,
-    images: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int = 1000,
-    num_devices: int | None = None,
-) -> float:
-    """Top-1 accuracy of ``apply_fn(params, ., train=False)`` on ``(images, labels)``.
-
-    Batches are padded to a fixed size (no recompiles) and sharded over the data mesh.
-    """
-    if len(images) != len(labels) or len(images) == 0:
-        raise ValueError(f"labels: {len(labels)} labels for {len(images)} images (need > 0).")
-    mesh = make_mesh(num_devices)
-    bs = -(-min(batch_size, len(images)) // mesh.size) * mesh.size
-    params = jax.device_put(params, NamedSharding(mesh, P()))
-    shard = NamedSharding(mesh, P("data"))
-    correct = 0
-    for start in range(0, len(images), bs):
-        x, y = np.asarray(images[start : start + bs]), np.asarray(labels[start : start + bs])
-        valid = np.arange(bs) < len(x)
-        pad = bs - len(x)
-        x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-        y = np.concatenate([y, np.zeros(pad, y.dtype)]) if pad else y
-        batch = jax.device_put((x, y, valid), shard)
-        correct += int(_count_correct(apply_fn, params, *batch))
-    return correct / len(images)
-
-
-def fit(
+def train(
     params: PyTree,
     apply_fn: ApplyFn,
     data: tuple[np.ndarray, np.ndarray],
-    config: Config,
+    config: DistillConfig,
     workdir: str | Path,
     masks: PyTree | None = None,
     teacher_params: PyTree | None = None,
@@ -363,9 +174,25 @@ def fit(
     ``workdir/summary.json``. If ``workdir`` holds a checkpoint, the run resumes from it and
     reproduces the uninterrupted run bit for bit (same batches, keys and schedule).
 
+    Args:
+      params: initial parameters (masked first when ``masks`` is given); not donated.
+      apply_fn: ``apply_fn(params, images, train) -> logits``.
+      data: training ``(images, labels)``.
+      config: the run's settings.
+      workdir: the run's folder (created when missing).
+      masks: frozen pruning masks (bool leaves, True = kept, or None) or None.
+      teacher_params: teacher parameters for distillation; None trains from labels alone.
+      teacher_apply_fn: the teacher's apply function; defaults to ``apply_fn``.
+      eval_data: test ``(images, labels)`` evaluated at the end, or None.
+
     Returns:
-      ``(params, summary)``; summary has ``steps``, ``seconds``, ``images_per_second``,
-      ``final_loss`` and ``test_accuracy`` (when ``eval_data`` is given).
+      ``(params, summary)``; summary has ``steps``, ``num_steps``, ``seconds``,
+      ``images_per_second``, ``final_loss``, ``config`` and ``test_accuracy`` (when
+      ``eval_data`` is given).
+
+    Raises:
+      ValueError: when the batch size exceeds the data or does not divide over the devices,
+        or when ``workdir`` holds a checkpoint of a different run.
     """
     images, labels = data
     steps_per_epoch = data_lib.num_batches(len(images), config.batch_size)
@@ -379,12 +206,12 @@ def fit(
             "pick a multiple or set num_devices."
         )
     if masks is not None:
-        params = masks_lib.apply_masks(params, masks)
+        params = apply_masks(params, masks)
     tx = make_optimizer(config, num_steps, masks)
     state = TrainState.create(params, apply_fn, tx, config, teacher_params, teacher_apply_fn)
     # Private replicated copies: the step donates them and the caller's arrays stay valid
     # (one fresh buffer per leaf, even where student and teacher share an array).
-    state = jax.tree.map(jnp.copy, jax.device_put(state, NamedSharding(mesh, P())))
+    state = jax.tree.map(jnp.copy, jax.device_put(state, replicated(mesh)))
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = TrainCheckpointer(workdir / "checkpoints", config.checkpoint_every or num_steps)
@@ -399,12 +226,12 @@ def fit(
         desc="distill" if teacher_params is not None else "train",
         unit="step",
     )
-    batch_sharding = NamedSharding(mesh, P("data"))
+    schedule, shard = make_schedule(config, num_steps), batch_sharding(mesh)
     t0 = t_log = time.perf_counter()
     last_log, loss = start, float("nan")
     with open(workdir / "metrics.jsonl", "a") as log:
         for step, (x, y) in _stream(images, labels, config, start, stop, steps_per_epoch):
-            batch = jax.device_put({"image": x, "label": y}, batch_sharding)
+            batch = jax.device_put({"image": x, "label": y}, shard)
             state, metrics = train_step(state, batch)
             if (step + 1) % config.log_every == 0 or step + 1 == stop:
                 now = time.perf_counter()
@@ -413,7 +240,7 @@ def fit(
                     "step": step + 1,
                     "epoch": step // steps_per_epoch,
                     **{k: float(v) for k, v in jax.device_get(metrics).items()},
-                    "lr": float(make_schedule(config, num_steps)(step)),
+                    "lr": float(schedule(step)),
                     "images_per_second": ips,
                 }
                 log.write(json.dumps(row) + "\n")
@@ -450,7 +277,14 @@ def fit(
     return state.params, summary
 
 
-def _stream(images, labels, config: Config, start: int, stop: int, steps_per_epoch: int):
+def _stream(
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: DistillConfig,
+    start: int,
+    stop: int,
+    steps_per_epoch: int,
+) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
     """``(step, (x, y))`` for steps ``start .. stop - 1``; batch b of epoch e is fixed by
     ``(seed, e, b)`` (:func:`mpjax.data.batches`), so a resumed run sees the same data."""
     step = start
@@ -465,7 +299,9 @@ def _stream(images, labels, config: Config, start: int, stop: int, steps_per_epo
                 return
 
 
-def _resume(ckpt: TrainCheckpointer, state: TrainState, fingerprint: str, workdir: Path):
+def _resume(
+    ckpt: TrainCheckpointer, state: TrainState, fingerprint: str, workdir: Path
+) -> TrainState:
     """``state`` restored from ``ckpt``'s latest step (if any), the teacher kept as given."""
     if ckpt.latest_step() is None:
         return state
@@ -486,8 +322,20 @@ def _resume(ckpt: TrainCheckpointer, state: TrainState, fingerprint: str, workdi
 _VOLATILE = ("stop_after_steps", "progress", "log_every", "eval_batch_size", "checkpoint_every")
 
 
-def run_fingerprint(config: Config, num_steps: int, masks: PyTree | None, teacher: bool) -> str:
-    """SHA-256 of what makes a run: the config (bar logging fields), length, masks, teacher."""
+def run_fingerprint(
+    config: DistillConfig, num_steps: int, masks: PyTree | None, teacher: bool
+) -> str:
+    """SHA-256 of what makes a run, so that a resume never continues another run.
+
+    Args:
+      config: the settings; the logging / stopping fields (``_VOLATILE``) are left out.
+      num_steps: length of the run.
+      masks: the frozen masks (their paths and bits) or None.
+      teacher: whether the run distills from a teacher.
+
+    Returns:
+      The hex digest.
+    """
     h = hashlib.sha256()
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _VOLATILE}
     h.update(json.dumps([settings, num_steps, teacher], sort_keys=True).encode())
@@ -502,7 +350,7 @@ def distill(
     masks: PyTree | None,
     apply_fn: ApplyFn,
     data: tuple[np.ndarray, np.ndarray],
-    config: Config,
+    config: DistillConfig,
     workdir: str | Path,
     teacher_apply_fn: ApplyFn | None = None,
     eval_data: tuple[np.ndarray, np.ndarray] | None = None,
@@ -510,13 +358,25 @@ def distill(
     """Distill ``teacher_params`` into the pruned ``student_params`` with the mask frozen.
 
     The teacher runs ``teacher_apply_fn`` (default ``apply_fn``: same architecture, e.g. the
-    dense model). Loss and schedule per :class:`Config` (see :func:`kd_loss`); every other
-    behaviour as :func:`fit`.
+    dense model). Loss and schedule per :class:`DistillConfig` (see
+    :func:`~mpjax.training.kd.kd_loss`); every other behaviour as :func:`train`.
+    See `docs/method/distillation.md`.
+
+    Args:
+      student_params: the pruned model's parameters.
+      teacher_params: the teacher's parameters.
+      masks: frozen pruning masks (True = kept) or None.
+      apply_fn: the student's ``apply_fn(params, images, train) -> logits``.
+      data: training ``(images, labels)``.
+      config: the run's settings.
+      workdir: the run's folder (resumes from its checkpoint).
+      teacher_apply_fn: the teacher's apply function; defaults to ``apply_fn``.
+      eval_data: test ``(images, labels)`` evaluated at the end, or None.
 
     Returns:
-      ``(params, summary)``; pruned entries of ``params`` are exactly zero.
+      ``(params, summary)`` as :func:`train`; pruned entries of ``params`` are exactly zero.
     """
-    return fit(
+    return train(
         student_params,
         apply_fn,
         data,

@@ -1,11 +1,11 @@
-"""Tests for mpjax.models.convert: sources, layouts, torch-reference logits, bad files."""
+"""mpjax.models.convert: timm / Hugging Face layouts against a torch reference, bad tensors."""
 
 import jax
 import numpy as np
 import pytest
 
-from mpjax import tree
-from mpjax.models import convert, vit
+from mpjax import npz, tree
+from mpjax.models import convert, sources, vit
 
 CFG = vit.ViTConfig(
     patch_size=4, hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
@@ -16,7 +16,7 @@ CFG = vit.ViTConfig(
 @pytest.fixture
 def params():
     """Random params with non-trivial LayerNorms, biases, cls and position table."""
-    p = convert.random_init(CFG, seed=1)
+    p = sources.random_init(CFG, seed=1)
     rng = np.random.default_rng(2)
     return jax.tree.map(lambda x: x + 0.1 * rng.standard_normal(x.shape).astype(np.float32), p)
 
@@ -65,7 +65,7 @@ def test_timm_layout_matches_torch_reference(params, images, tmp_path):
     assert sd["blocks.0.attn.qkv.weight"].shape == (96, 32)
     assert sd["patch_embed.proj.weight"].shape == (32, 3, 4, 4)
     save_file(sd, tmp_path / "model.safetensors")
-    loaded = convert.load_vit_checkpoint(tmp_path / "model.safetensors", CFG)
+    loaded = sources.load_vit_checkpoint(tmp_path / "model.safetensors", CFG)
     ours = _logits(loaded, images)
     np.testing.assert_array_equal(ours, _logits(params, images))  # exact: transposes only
     np.testing.assert_allclose(ours, _torch_vit(sd, CFG, images), atol=1e-4, rtol=1e-4)
@@ -80,48 +80,12 @@ def test_hf_round_trip(params, images, tmp_path):
     assert sd["classifier.weight"].shape == (5, 32)
     save_file(sd, tmp_path / "hf.safetensors")
     assert convert.detect_layout(sd) == "hf"
-    loaded = convert.load_vit_checkpoint(tmp_path / "hf.safetensors", CFG)
+    loaded = sources.load_vit_checkpoint(tmp_path / "hf.safetensors", CFG)
     np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
     # hf and timm agree through the torch reference
     via_timm = convert.flax_to_timm(convert.hf_to_flax(sd, CFG), CFG)
     np.testing.assert_allclose(
         _torch_vit(via_timm, CFG, images), _logits(params, images), atol=1e-4, rtol=1e-4
-    )
-
-
-def test_npz_round_trip_and_old_names(params, images, tmp_path):
-    convert.save_npz(tmp_path / "bv.npz", params)
-    loaded, info = convert.load_source(tmp_path / "bv.npz")
-    assert info["kind"] == "npz" and info["config"] == CFG
-    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
-    np.testing.assert_array_equal(
-        _logits(convert.load_vit_checkpoint(tmp_path / "bv.npz", CFG), images),
-        _logits(params, images),
-    )
-    # vit_jax names (MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3) and prefixes
-    old = {}
-    for k, v in tree.flatten(params).items():
-        k = k.replace("MultiHeadDotProductAttention_0", "MultiHeadDotProductAttention_1")
-        k = k.replace("LayerNorm_1", "LayerNorm_2").replace("MlpBlock_0", "MlpBlock_3")
-        old["params/" + k] = np.asarray(v)
-    np.savez(tmp_path / "old.npz", **old)
-    loaded = convert.load_vit_checkpoint(tmp_path / "old.npz", CFG)
-    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
-
-
-def test_big_vision_pos_embedding_without_cls_row(params, images, tmp_path):
-    flat = {k: np.asarray(v) for k, v in tree.flatten(params).items()}
-    pos = flat.pop("Transformer/posembed_input/pos_embedding")
-    flat["pos_embedding"] = pos[:, 1:]  # big_vision adds the table before prepending cls
-    np.savez(tmp_path / "bv.npz", **flat)
-    loaded, info = convert.load_source(tmp_path / "bv.npz")
-    assert any("pos_embedding" in note for note in info["renamed"])
-    want = dict(tree.flatten(params))
-    want["Transformer/posembed_input/pos_embedding"] = np.concatenate(
-        [np.zeros_like(pos[:, :1]), pos[:, 1:]], 1
-    )
-    np.testing.assert_array_equal(
-        _logits(loaded, images), _logits(tree.unflatten_like(params, want), images)
     )
 
 
@@ -146,65 +110,27 @@ def test_missing_and_misshaped_tensors_are_named(params):
     flat = dict(tree.flatten(params))
     flat["Transformer/encoderblock_1/MlpBlock_0/Dense_1/kernel"] = np.zeros((64, 33))
     with pytest.raises(ValueError, match=r"encoderblock_1/MlpBlock_0/Dense_1/kernel: shape"):
-        convert.validate_params(convert.unflatten_dict(flat), CFG)
+        convert.validate_params(npz.unflatten_dict(flat), CFG)
     flat = dict(tree.flatten(params))
     del flat["head/bias"]
     with pytest.raises(ValueError, match="head/bias: missing"):
-        convert.validate_params(convert.unflatten_dict(flat), CFG)
+        convert.validate_params(npz.unflatten_dict(flat), CFG)
 
 
-def test_truncated_and_foreign_files(params, tmp_path):
-    from safetensors.numpy import save_file
-
-    convert.save_npz(tmp_path / "a.npz", params)
-    raw = (tmp_path / "a.npz").read_bytes()
-    (tmp_path / "t.npz").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match=r"t\.npz: not a readable \.npz"):
-        convert.load_source(tmp_path / "t.npz")
-    save_file(convert.flax_to_timm(params, CFG), tmp_path / "a.safetensors")
-    raw = (tmp_path / "a.safetensors").read_bytes()
-    (tmp_path / "t.safetensors").write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(ValueError, match=r"t\.safetensors: not a readable"):
-        convert.load_vit_checkpoint(tmp_path / "t.safetensors", CFG)
-    (tmp_path / "x.pt").write_bytes(b"junk")
-    with pytest.raises(ValueError, match=r"x\.pt: unsupported file type.*orbax"):
-        convert.load_source(tmp_path / "x.pt")
-    with pytest.raises(ValueError, match="neither an existing path nor a known name"):
-        convert.load_source("vit-h14")
-    save_file({"foo.bar": np.ones(3, np.float32)}, tmp_path / "o.safetensors")
-    with pytest.raises(ValueError, match="neither timm"):
-        convert.load_vit_checkpoint(tmp_path / "o.safetensors", CFG)
-
-
-def test_safetensors_source_stays_torch_layout(params, tmp_path):
-    from safetensors.numpy import save_file
-
-    save_file(convert.flax_to_timm(params, CFG), tmp_path / "m.safetensors")
-    sd, info = convert.load_source(str(tmp_path / "m.safetensors"))
-    assert info["kind"] == "safetensors" and info["layout"] == "timm"
-    assert sd["head.weight"].shape == (5, 32)
-
-
-def test_named_random_init_statistics():
-    p, info = convert.load_source("vit-ti16", seed=0)
-    assert info["kind"] == "random" and info["config"] == vit.config_for("ti16")
-    abstract = vit.abstract_params(info["config"])
-    assert jax.tree.structure(p) == jax.tree.structure(abstract)
-    for path, leaf in tree.flatten(abstract).items():
-        assert tree.flatten(p)[path].shape == leaf.shape, path
-    w = tree.matrices(p)["Transformer/encoderblock_0/MlpBlock_0/Dense_1/kernel"]  # (192, 768)
-    assert abs(w.var() * 768 - 1) < 0.02
-    s = np.linalg.svd(w, compute_uv=False)
-    assert abs(s[0] / (1 + np.sqrt(192 / 768)) - 1) < 0.05  # MP edge
-    again, _ = convert.load_source("vit-ti16", seed=0)
-    np.testing.assert_array_equal(again["head"]["kernel"], p["head"]["kernel"])
-    assert convert.infer_config(p) == vit.config_for("ti16")
-
-
-def test_orbax_directory(params, tmp_path):
-    checkpoint = pytest.importorskip("mpjax.checkpoint")
-    checkpoint.save_params(tmp_path / "ckpt", params)
-    loaded, info = convert.load_source(tmp_path / "ckpt")
-    assert info["kind"] == "orbax" and info["config"] == CFG
+def test_old_vit_jax_names_are_fixed(params):
+    flat = {}
     for k, v in tree.flatten(params).items():
-        np.testing.assert_array_equal(np.asarray(tree.flatten(loaded)[k]), v)
+        k = k.replace("MultiHeadDotProductAttention_0", "MultiHeadDotProductAttention_1")
+        k = k.replace("LayerNorm_1", "LayerNorm_2").replace("MlpBlock_0", "MlpBlock_3")
+        flat["opt/target/" + k] = v
+    fixed, notes = convert.fix_vit_names(flat)
+    assert fixed.keys() == tree.flatten(params).keys()
+    assert "opt/target/cls -> cls" in notes and len(notes) == len(flat)
+    assert convert.fix_vit_names(tree.flatten(params))[1] == []  # current names: nothing to do
+
+
+def test_infer_config(params):
+    assert convert.infer_config(params) == CFG
+    assert convert.infer_config(params, layernorm_eps=1e-12).layernorm_eps == 1e-12
+    with pytest.raises(ValueError, match="embedding/kernel: missing"):
+        convert.infer_config({"head": params["head"]})

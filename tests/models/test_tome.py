@@ -14,14 +14,15 @@ CFG = vit.ViTConfig(
 )  # fmt: skip
 
 
-def test_token_schedule_examples():
-    assert tome.token_schedule(197, 12, 8) == [197 - 8 * i for i in range(13)]
-    assert tome.token_schedule(17, 3, 0) == [17, 17, 17, 17]
-    # clipping: at most (T - 1) // 2 merges per block
-    assert tome.token_schedule(17, 4, 100) == [17, 9, 5, 3, 2]
-    assert tome.token_schedule(17, 3, (1, 0, 2)) == [17, 16, 16, 14]
+def test_model_checks_tome_r_with_the_arch_schedule(key):
+    # The token schedule itself is tested in tests/arch/test_tokens.py; the model uses it.
+    p = vit.init_params(CFG, key)
+    x = jnp.zeros((1, 16, 16, 3))
+    with pytest.raises(ValueError, match="tome_r.*one per block"):
+        vit.ViT(CFG).apply({"params": p}, x, tome_r=(1, 2))
     with pytest.raises(ValueError, match="tome_r"):
-        tome.per_layer_r((1, 2), 3)
+        vit.ViT(CFG).apply({"params": p}, x, tome_r=-1)
+    assert vit.token_counts(CFG, 100) == [17, 9, 5, 3]  # clipped at (T - 1) // 2 per block
 
 
 def test_merge_tokens_conserves_mass_and_protects_class(key):

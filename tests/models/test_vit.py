@@ -72,6 +72,19 @@ def test_fmnist_preset_and_errors():
         vit.ViTConfig(hidden_size=30, num_heads=4)
 
 
+def test_configs_are_built_from_the_arch_table():
+    from mpjax import arch
+
+    assert vit.ViTConfig() == vit.config_for("b16") == vit.ViTConfig.from_dims(arch.ViTDims())
+    cfg = vit.ViTConfig.from_dims(arch.PRESETS["vit-l16"], dtype="bfloat16", layernorm_eps=1e-12)
+    assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.mlp_dim) == (1024, 24, 16, 4096)
+    assert cfg.dtype == "bfloat16" and cfg.dims == arch.PRESETS["vit-l16"]
+    with pytest.raises(
+        ValueError, match=r"expected one of \['b16', 'fmnist', 'l16', 's16', 'ti16'\]"
+    ):
+        vit.config_for("vit-h14")
+
+
 def test_forward_jit_grad_and_input_checks(key):
     p = _params(key)
     model = vit.ViT(CFG)

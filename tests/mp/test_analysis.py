@@ -1,10 +1,8 @@
-"""Tests for mpjax.mp.analysis (per-layer report, files, CLI) and mpjax.mp.plots."""
+"""Tests for mpjax.mp.analysis (per-layer report, files) and mpjax.mp.plots."""
 
 import csv
 import json
 import math
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -109,22 +107,6 @@ def test_analyze_to_dir_writes_report_and_caps_panels(rng, tmp_path):
         assert path.stat().st_size > 100, name
     assert plots.esd_grid(report, tmp_path / "g.png", max_panels=2) == 2
     assert len(report) == 5
-
-
-def test_main_analyze_uses_load_source(rng, tmp_path, monkeypatch, capsys):
-    params = noisy_params(rng)
-    fake = types.ModuleType("mpjax.models.convert")
-    fake.load_source = lambda source: (params, {"source": source})
-    monkeypatch.setitem(sys.modules, "mpjax.models.convert", fake)
-    out = tmp_path / "out"
-    rc = analysis.main_analyze(
-        ["fake-src", "--out", str(out), "--method", "calibrated", "--exclude", "Conv*"]
-    )
-    assert rc == 0
-    printed = capsys.readouterr().out
-    assert str(out) in printed and "3 layers" in printed
-    layers = json.loads((out / "analysis.json").read_text())
-    assert layers["config"]["method"] == "calibrated" and len(layers["layers"]) == 3
 
 
 def test_bad_fit_options_fail_before_spectra(rng):

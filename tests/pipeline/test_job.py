@@ -1,16 +1,24 @@
-"""`mpjax prune` end to end on a small ViT and a tiny IDX dataset written by the test."""
+"""The prune job end to end on a small ViT and a tiny IDX dataset written by the test."""
 
 import json
 
 import numpy as np
 import pytest
 
-from mpjax import checkpoint, data, tree
-from mpjax.cli import dispatch as cli
-from mpjax.models import convert, vit
-from mpjax.pipeline import job as pipeline
-from mpjax.pruning import masks
-from mpjax.training import loop as distill
+from mpjax import checkpoint, data, npz, tree
+from mpjax.models import load_model, random_init, vit
+from mpjax.pipeline import PruneJob, run
+from mpjax.pipeline.report import OPTIONAL_KEYS
+from mpjax.pruning import check_masks, permute_vit, validate_nm
+from mpjax.training import evaluate
+
+#: The keys ``report.json`` had when the report was a dict, in its order (all stages run).
+OLD_JSON_KEYS = ["source", "method", "pattern", "tome_r", "permuted", "sparsity",
+                 "global_sparsity", "skipped", "macs", "acc_dense", "acc_dense_tome",
+                 "acc_pruned", "acc_distilled", "distill", "seconds"]  # fmt: skip
+#: The dict report's RESULT_KEYS (the quantities of report.md's table).
+OLD_RESULT_KEYS = ("source", "tome_r", "permuted", "sparsity", "global_sparsity", "acc_dense",
+                   "acc_dense_tome", "acc_pruned", "acc_distilled", "seconds")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -24,47 +32,57 @@ def setup(tmp_path_factory):
         data.write_idx(root / f"{split}-images-idx3-ubyte.gz", images[sl])
         data.write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels[sl])
     src = root / "vit.npz"
-    convert.save_npz(src, convert.random_init(vit.config_for("fmnist"), seed=1))
+    npz.write_npz(src, tree.flatten(random_init(vit.config_for("fmnist"), seed=1)))
     return root, src
 
 
 def _run(setup, tmp_path, **kw):
     root, src = setup
-    job = pipeline.PruneJob(source=str(src), out=str(tmp_path / "out"), data=str(root),
-                            calib_images=32, batch_size=32, progress=False, **kw)
-    return job, pipeline.run(job)
+    prune_job = PruneJob(source=str(src), out=str(tmp_path / "out"), data=str(root),
+                         calib_images=32, batch_size=32, progress=False, **kw)  # fmt: skip
+    return prune_job, run(prune_job)
 
 
 def test_magnitude_with_distillation(setup, tmp_path):
-    job, result = _run(setup, tmp_path, method="magnitude", sparsity=0.5, distill_steps=4)
-    assert result["sparsity"] == pytest.approx(0.5, abs=1e-6)
-    for key in ("acc_dense", "acc_pruned", "acc_distilled"):
-        assert 0.0 <= result[key] <= 1.0
+    _, report = _run(setup, tmp_path, method="magnitude", sparsity=0.5, distill_steps=4)
+    assert report.sparsity == pytest.approx(0.5, abs=1e-6)
+    for acc in (report.acc_dense, report.acc_pruned, report.acc_distilled):
+        assert 0.0 <= acc <= 1.0
+    assert report.acc_dense_tome is None and report.distill["steps"] == 4
     out = tmp_path / "out"
     for name in ("report.md", "report.png", "report.json", "analysis/analysis.csv",
-                 "analysis/esd_grid.png"):
+                 "analysis/esd_grid.png"):  # fmt: skip
         assert (out / name).is_file(), name
+    # report.json: the keys of the dict report, in its order (no ToMe: no acc_dense_tome)
+    written = json.loads((out / "report.json").read_text())
+    assert list(written) == [k for k in OLD_JSON_KEYS if k != "acc_dense_tome"]
+    assert set(OLD_RESULT_KEYS) - set(written) == {"acc_dense_tome"}
+    assert written == json.loads(report.to_json())
     params, m, meta = checkpoint.restore_params(out / "checkpoint")
-    masks.check_masks(params, m)
+    check_masks(params, m)
     for path, mask in tree.flatten(m).items():
         leaf = np.asarray(tree.flatten(params)[path])
         assert not np.any(leaf[~np.asarray(mask)]), f"{path}: pruned weight non-zero"
-    assert meta["result"]["method"] == "magnitude"
+    assert meta["result"] == written and meta["job"]["method"] == "magnitude"
     # the reported accuracies are those of the dense source and of the saved checkpoint
     root, src = setup
-    model, test = pipeline.load_model(str(src)), data.load_fashion_mnist("test", data_dir=root)
-    acc = {k: distill.evaluate(p, model.apply_fn(0), *test)
-           for k, p in (("acc_dense", model.params), ("acc_distilled", params))}
-    assert acc == pytest.approx({k: result[k] for k in acc}, abs=1e-9)
+    model, test = load_model(str(src)), data.load_fashion_mnist("test", data_dir=root)
+    assert model.info.kind == "npz" and model.config == vit.config_for("fmnist")
+    acc = {"acc_dense": evaluate(model.params, model.apply_fn(0), *test),
+           "acc_distilled": evaluate(params, model.apply_fn(0), *test)}  # fmt: skip
+    assert acc == pytest.approx({k: getattr(report, k) for k in acc}, abs=1e-9)
 
 
 def test_cast_nm_with_permutation_and_tome(setup, tmp_path):
-    job, result = _run(setup, tmp_path, method="cast", pattern="2:4", tome_r=2, permute=True)
-    assert result["permuted"] and result["tome_r"] == 2
+    _, report = _run(setup, tmp_path, method="cast", pattern="2:4", tome_r=2, permute=True)
+    assert report.permuted and report.tome_r == 2
+    assert report.acc_dense_tome is not None and report.distill is None
+    written = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert list(written) == [k for k in OLD_JSON_KEYS if k != "distill"]
     params, m, _ = checkpoint.restore_params(tmp_path / "out" / "checkpoint")
-    assert masks.validate_nm(m, 2, 4, raise_on_error=False) == {}
+    assert validate_nm(m, 2, 4, raise_on_error=False) == {}
     assert len(tree.flatten(m)) == 24  # q, k, v, out, fc1, fc2 of 4 blocks, all 2:4
-    assert result["sparsity"] == pytest.approx(0.5)
+    assert report.sparsity == pytest.approx(0.5)
     # MACs written out for the fmnist ViT (17 tokens, 7x7x1 patches, d=64, mlp=128, 4 blocks):
     # 2:4 halves qkv/proj/fc1/fc2, ToMe r=2 runs blocks at 17, 15, 13, 11 tokens
     d, mlp, stem = 64, 128, 16 * 49 * 64 + 64 * 10
@@ -72,26 +90,27 @@ def test_cast_nm_with_permutation_and_tome(setup, tmp_path):
     sparse = stem + sum(
         0.5 * t * (4 * d * d + 2 * d * mlp) + 2 * t * t * d for t in (17, 15, 13, 11)
     )
-    assert result["macs"]["dense_gmac"] == pytest.approx(dense / 1e9, rel=1e-9)
-    assert result["macs"]["reduction"] == pytest.approx(1 - sparse / dense, rel=1e-9)
+    assert report.macs.dense_gmac == pytest.approx(dense / 1e9, rel=1e-9)
+    assert report.macs.reduction == pytest.approx(1 - sparse / dense, rel=1e-9)
+    assert written["macs"] == report.macs.to_dict()
 
 
 def test_permutation_alone_keeps_the_dense_function(setup):
-    root, src = setup
-    model = pipeline.load_model(str(src))
+    _, src = setup
+    model = load_model(str(src))
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
-    permuted, perms = pipeline.permute_lib.permute_vit(model.params, 4)
+    permuted, perms = permute_vit(model.params, 4)
     assert perms
     f = model.apply_fn(0)
     np.testing.assert_allclose(f(model.params, x), f(permuted, x), atol=1e-5)
 
 
-def test_cli_prune_without_data(tmp_path, capsys):
-    code = cli.main(["prune", "vit-ti16", "--method", "magnitude", "--sparsity", "0.3",
-                     "--out", str(tmp_path / "o"), "--include", "*encoderblock_0/*"])
-    assert code == 0
-    result = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert result["sparsity"] == pytest.approx(0.3, abs=1e-6)
+def test_without_data_only_pruning_is_reported(tmp_path):
+    report = run(PruneJob(source="vit-ti16", out=str(tmp_path / "o"), sparsity=0.3,
+                          include="*encoderblock_0/*", progress=False))  # fmt: skip
+    assert report.acc_dense is None and report.macs is not None
+    written = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert list(written) == [k for k in OLD_JSON_KEYS if k not in OPTIONAL_KEYS]
 
 
 @pytest.mark.parametrize(
@@ -101,9 +120,12 @@ def test_cli_prune_without_data(tmp_path, capsys):
         (dict(method="nope", sparsity=0.5), "--method"),
         (dict(method="cast", pattern="2:4"), "--data"),
         (dict(method="magnitude", pattern="2:4", sparsity=0.3), "contradicts"),
+        (dict(method="hybrid", sparsity=0.5), "--data"),
+        (dict(method="ser", pattern="2:4", data="fashion-mnist"), "--pattern.*no 2:4 form"),
+        (dict(method="cast", sparsity=0.5, data="fashion-mnist"), "--pattern.*no unstructured"),
     ],
 )
 def test_bad_jobs_fail_before_work(kw, match, tmp_path):
     with pytest.raises(ValueError, match=match):
-        pipeline.PruneJob(source="vit-ti16", out=str(tmp_path), **kw).validate()
+        PruneJob(source="vit-ti16", out=str(tmp_path), **kw).validate()
     assert not any(tmp_path.iterdir())

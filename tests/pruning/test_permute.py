@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mpjax import tree
-from mpjax.pruning import masks, permute
+from mpjax.pruning import masks, nm, permute
 
 
 class MlpBlock(nn.Module):
@@ -67,7 +67,7 @@ def test_permutation_helps_nm_on_clustered_columns(rng):
     cons = "Dense_1/kernel"
 
     def kept_mass(p):
-        m = masks.nm_masks(p, 2, 4)
+        m = nm.nm_masks(p, 2, 4)
         return float(jnp.sum(jnp.abs(masks.apply_masks(p, m)["Dense_1"]["kernel"])))
 
     perm = permute.nm_permutation(tree.matrices(params)[cons], 4)

@@ -5,13 +5,13 @@ import json
 import jax
 import numpy as np
 import pytest
-from conftest import small_vit
+from vit_fixtures import small_vit
 
 torch = pytest.importorskip("torch")
 
 from mpjax import export, tree  # noqa: E402
 from mpjax.models import tome, vit  # noqa: E402
-from mpjax.pruning import masks as masks_mod  # noqa: E402
+from mpjax.pruning import apply_masks, nm_masks  # noqa: E402
 from mpjax.torch_runtime import ManifestError, bench, build_model, load_export  # noqa: E402
 from mpjax.torch_runtime import sparse as sparse_mod  # noqa: E402
 from mpjax.torch_runtime.vit import merge_tokens  # noqa: E402
@@ -52,18 +52,18 @@ def torch_logits(directory, images, **kw):
 
 
 def nm(params, k=2, n=4):
-    return masks_mod.nm_masks(params, k, n, views=tree.select(params, include=BLOCKS))
+    return nm_masks(params, k, n, views=tree.select(params, include=BLOCKS))
 
 
 @pytest.mark.parametrize("tome_r", [0, 3, (5, 1)])
 def test_parity_with_flax(params, cfg, images, flax_logits, tmp_path, tome_r):
     masks = nm(params)
     export.export_vit(params, cfg, tmp_path, masks=masks, tome_r=tome_r)
-    ref = flax_logits(masks_mod.apply_masks(params, masks), tome_r)
+    ref = flax_logits(apply_masks(params, masks), tome_r)
     out = torch_logits(tmp_path, images)
     assert np.abs(out - ref).max() < 1e-4
     if tome_r:  # ToMe changes the function: the check is not vacuous
-        assert np.abs(ref - flax_logits(masks_mod.apply_masks(params, masks), 0)).max() > 1e-3
+        assert np.abs(ref - flax_logits(apply_masks(params, masks), 0)).max() > 1e-3
 
 
 def test_parity_with_baked_permutation(params, cfg, images, flax_logits, tmp_path):
@@ -75,7 +75,7 @@ def test_parity_with_baked_permutation(params, cfg, images, flax_logits, tmp_pat
     man = export.export_vit(pparams, cfg, tmp_path, masks=masks, permutations=perms, tome_r=2)
     assert sum(bool(r["permutation"]) for r in man["layers"]) == 4
     out = torch_logits(tmp_path, images)
-    assert np.abs(out - flax_logits(masks_mod.apply_masks(pparams, masks), 2)).max() < 1e-4
+    assert np.abs(out - flax_logits(apply_masks(pparams, masks), 2)).max() < 1e-4
 
 
 def test_tome_merge_matches_models_tome():
@@ -261,7 +261,7 @@ def test_sparse_backend_needs_cuda(good_export):
 
 
 def test_bench_pair_and_gemm_plumbing_on_cpu(fake_cslt):
-    from mpjax.arch.macs import ViTDims
+    from mpjax.arch import ViTDims
 
     dims = ViTDims(
         image_size=32, patch_size=8, hidden=64, layers=2, mlp=128, heads=4, num_classes=10
@@ -295,13 +295,13 @@ def test_benchmark_main_without_cuda(tmp_path, monkeypatch, capsys):
 
 def test_benchmark_orchestration_with_emulated_kernels(tmp_path, monkeypatch, fake_cslt):
     """The GPU code path end to end on CPU (emulated cuSPARSELt, eager, tiny preset)."""
-    from mpjax.arch import macs
+    from mpjax import arch
     from mpjax.cli.bench import runtime
 
-    tiny = macs.ViTDims(
+    tiny = arch.ViTDims(
         image_size=32, patch_size=8, hidden=64, layers=2, mlp=128, heads=4, num_classes=10
     )
-    monkeypatch.setitem(macs.PRESETS, "vit-tiny", tiny)
+    monkeypatch.setitem(arch.PRESETS, "vit-tiny", tiny)
     out = tmp_path / "gpu_runtime_emulated.json"
     argv = [
         "--arch",

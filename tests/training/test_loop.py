@@ -1,4 +1,5 @@
-"""Tests for mpjax.training.loop: KD loss, frozen masks, resume, data parallelism, smoke training."""
+"""Tests for mpjax.training.loop (and the config it runs): frozen masks, resume, data
+parallelism, the schedule and a smoke training run."""
 
 from __future__ import annotations
 
@@ -8,126 +9,31 @@ import subprocess
 import sys
 import textwrap
 
-import flax.linen as nn
 import hypothesis  # noqa: F401  (imported before orbax runs: CPython 3.11.7 AST bug)
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from tiny_net import apply_fn, half_masks, init_params, small_config, tiny_data
 
-from mpjax.pruning import masks as masks_lib
-from mpjax.training import loop as distill
-
-
-class TinyNet(nn.Module):
-    """A 2-layer MLP on [B, H, W, C] images."""
-
-    hidden: int = 16
-    classes: int = 3
-
-    @nn.compact
-    def __call__(self, x, train: bool = False):
-        x = x.reshape(x.shape[0], -1)
-        return nn.Dense(self.classes)(nn.relu(nn.Dense(self.hidden)(x)))
-
-
-MODEL = TinyNet()
-
-
-def apply_fn(params, images, train):
-    return MODEL.apply({"params": params}, images, train)
-
-
-def tiny_data(n: int = 96, seed: int = 0):
-    """Three classes of 6x6 uint8 images: a bright row per class plus noise."""
-    r = np.random.default_rng(seed)
-    labels = r.integers(0, 3, n).astype(np.int32)
-    images = r.integers(0, 60, (n, 6, 6)).astype(np.uint8)
-    images[np.arange(n), labels * 2, :] = 220
-    return images, labels
-
-
-def init_params(seed: int = 0):
-    return MODEL.init(jax.random.PRNGKey(seed), jnp.zeros((1, 6, 6, 1)))["params"]
-
-
-def half_masks(params, seed: int = 1):
-    r = np.random.default_rng(seed)
-    return jax.tree_util.tree_map_with_path(
-        lambda p, x: (
-            jnp.asarray(r.random(x.shape) < 0.5) if "kernel" in jax.tree_util.keystr(p) else None
-        ),
-        params,
-    )
-
-
-def small_config(**kw) -> distill.Config:
-    base = dict(
-        learning_rate=3e-2,
-        warmup_steps=2,
-        batch_size=16,
-        num_steps=8,
-        log_every=1,
-        progress=False,
-        weight_decay=0.1,
-    )
-    return distill.Config(**{**base, **kw})
-
-
-def test_kd_loss_matches_formula(rng):
-    s = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
-    t = jnp.asarray(rng.normal(size=(5, 4)), jnp.float32)
-    y = jnp.asarray(rng.integers(0, 4, 5))
-    a, tau, ls = 0.3, 2.0, 0.1
-    target = (1 - ls) * np.eye(4)[np.asarray(y)] + ls / 4
-    ce = -(target * np.asarray(jax.nn.log_softmax(s))).sum(-1).mean()
-    pt, ps = np.asarray(jax.nn.softmax(t / tau)), np.asarray(jax.nn.softmax(s / tau))
-    kl = (pt * (np.log(pt) - np.log(ps))).sum(-1).mean()
-    got = distill.kd_loss(s, t, y, alpha=a, tau=tau, label_smoothing=ls)
-    np.testing.assert_allclose(got, (1 - a) * ce + a * tau**2 * kl, rtol=1e-5)
-    np.testing.assert_allclose(distill.kd_loss(s, None, y, label_smoothing=ls), ce, rtol=1e-5)
-    # the teacher gets no gradient; the KD term vanishes when student == teacher
-    assert float(jnp.abs(jax.grad(lambda t_: distill.kd_loss(s, t_, y))(t)).max()) == 0.0
-    assert float(distill.kd_loss(s, s, y, alpha=1.0)) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_masked_updates_zero_pruned_weights_and_state():
-    params = init_params()
-    masks = half_masks(params)
-    tx = distill.masked_updates(optax.adamw(0.1, weight_decay=0.5), masks)
-    state = tx.init(params)  # params NOT pre-masked: the first update must zero them
-
-    @jax.jit
-    def step(params, state, scale):
-        grads = jax.tree.map(lambda x: jnp.full_like(x, scale), params)
-        updates, state = tx.update(grads, state, params)
-        return optax.apply_updates(params, updates), state
-
-    for i in range(3):
-        params, state = step(params, state, 1.0 + i)
-        for m, p in [
-            (masks["Dense_0"]["kernel"], params["Dense_0"]["kernel"]),
-            (masks["Dense_1"]["kernel"], params["Dense_1"]["kernel"]),
-        ]:
-            assert np.all(np.asarray(p)[~np.asarray(m)] == 0.0)
-            assert np.any(np.asarray(p)[np.asarray(m)] != 0.0)
-    adam = state.inner_state[0]
-    for moment in (adam.mu, adam.nu):
-        assert np.all(
-            np.asarray(moment["Dense_0"]["kernel"])[~np.asarray(masks["Dense_0"]["kernel"])] == 0
-        )
-    bad = dict(masks, Dense_1={"kernel": jnp.ones((2, 2), bool), "bias": None})
-    with pytest.raises(ValueError, match="Dense_1/kernel"):
-        distill.masked_updates(optax.sgd(0.1), bad).init(params)
+from mpjax.pruning import apply_masks
+from mpjax.training import evaluate, prepare_images
+from mpjax.training.loop import (
+    distill,
+    make_optimizer,
+    make_schedule,
+    run_fingerprint,
+    train,
+)
+from mpjax.training.masked import MaskedUpdatesState
 
 
 def test_masked_distillation_never_revives_pruned_weights(tmp_path):
     teacher = init_params(0)
     masks = half_masks(teacher)
-    student = masks_lib.apply_masks(teacher, masks)
+    student = apply_masks(teacher, masks)
     cfg = small_config(num_steps=6, augment=True)
-    out, summary = distill.distill(student, teacher, masks, apply_fn, tiny_data(), cfg, tmp_path)
+    out, summary = distill(student, teacher, masks, apply_fn, tiny_data(), cfg, tmp_path)
     for path in ("Dense_0", "Dense_1"):
         w, m = np.asarray(out[path]["kernel"]), np.asarray(masks[path]["kernel"])
         assert np.all(w[~m] == 0.0) and np.any(w[m] != np.asarray(student[path]["kernel"])[m])
@@ -142,9 +48,9 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     params, data = init_params(), tiny_data()
     masks = half_masks(params)
     cfg = small_config(num_steps=7, checkpoint_every=2, augment=True)
-    full, _ = distill.fit(params, apply_fn, data, cfg, tmp_path / "full", masks=masks)
+    full, _ = train(params, apply_fn, data, cfg, tmp_path / "full", masks=masks)
     # "pre-empted" after 5 steps (last periodic checkpoint at 4, forced one at 5) then resumed
-    part, s1 = distill.fit(
+    part, s1 = train(
         params,
         apply_fn,
         data,
@@ -153,7 +59,7 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
         masks=masks,
     )
     assert s1["steps"] == 5
-    resumed, s2 = distill.fit(params, apply_fn, data, cfg, tmp_path / "cut", masks=masks)
+    resumed, s2 = train(params, apply_fn, data, cfg, tmp_path / "cut", masks=masks)
     assert s2["steps"] == 7
     for a, b in zip(jax.tree.leaves(full), jax.tree.leaves(resumed), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
@@ -163,25 +69,65 @@ def test_resume_reproduces_uninterrupted_run(tmp_path):
     )
     # a workdir holding another run (other masks) is refused, not silently resumed
     with pytest.raises(ValueError, match="fresh workdir"):
-        distill.fit(params, apply_fn, data, cfg, tmp_path / "cut", masks=half_masks(params, 5))
+        train(params, apply_fn, data, cfg, tmp_path / "cut", masks=half_masks(params, 5))
+
+
+def test_run_fingerprint_ignores_logging_but_not_settings():
+    params = init_params()
+    masks = half_masks(params)
+    base = run_fingerprint(small_config(), 8, masks, True)
+    assert run_fingerprint(small_config(log_every=3, progress=True), 8, masks, True) == base
+    assert run_fingerprint(small_config(stop_after_steps=2), 8, masks, True) == base
+    assert run_fingerprint(small_config(learning_rate=1e-3), 8, masks, True) != base
+    assert run_fingerprint(small_config(), 9, masks, True) != base
+    assert run_fingerprint(small_config(), 8, masks, False) != base
+    assert run_fingerprint(small_config(), 8, half_masks(params, 5), True) != base
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = small_config(learning_rate=0.1, warmup_steps=4, end_lr_fraction=0.1)
+    lr = make_schedule(cfg, 20)
+    assert float(lr(0)) == 0.0
+    assert float(lr(2)) == pytest.approx(0.05)
+    assert float(lr(4)) == pytest.approx(0.1)
+    assert float(lr(20)) == pytest.approx(0.01)
+    assert 0.01 < float(lr(12)) < 0.1
+    # a run shorter than the warmup still reaches the peak on its last step
+    assert float(make_schedule(cfg, 3)(2)) == pytest.approx(0.1)
+
+
+def test_make_optimizer_is_masked_only_with_masks():
+    params = init_params()
+    cfg = small_config()
+    assert not isinstance(make_optimizer(cfg, 8).init(params), MaskedUpdatesState)
+    state = make_optimizer(cfg, 8, half_masks(params)).init(params)
+    assert isinstance(state, MaskedUpdatesState)
+    # clipping first, then AdamW
+    assert isinstance(state.inner_state[0], optax.EmptyState)
 
 
 def test_smoke_loss_falls_and_evaluate(tmp_path):
     images, labels = tiny_data(192)
     cfg = small_config(num_steps=40, weight_decay=0.0, learning_rate=1e-2, alpha=0.0)
     params0 = init_params()
-    acc0 = distill.evaluate(params0, apply_fn, images, labels, batch_size=50)
-    params, summary = distill.fit(
+    acc0 = evaluate(params0, apply_fn, images, labels, batch_size=50)
+    params, summary = train(
         params0, apply_fn, (images, labels), cfg, tmp_path, eval_data=(images, labels)
     )
     losses = [
         json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()
     ]
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:5])
-    acc = distill.evaluate(params, apply_fn, images, labels, batch_size=50)  # padded last batch
-    logits = apply_fn(params, distill.prepare_images(images), False)
+    acc = evaluate(params, apply_fn, images, labels, batch_size=50)  # padded last batch
+    logits = apply_fn(params, prepare_images(images), False)
     assert acc == pytest.approx(float(np.mean(np.argmax(logits, -1) == labels)))
     assert acc > max(0.8, acc0) and summary["test_accuracy"] == pytest.approx(acc)
+
+
+def test_batch_size_is_checked(tmp_path):
+    params, (images, labels) = init_params(), tiny_data(10)
+    with pytest.raises(ValueError, match="batch_size: 16 exceeds the 10 examples"):
+        train(params, apply_fn, (images, labels), small_config(), tmp_path)
 
 
 DP_SCRIPT = textwrap.dedent(
@@ -189,15 +135,15 @@ DP_SCRIPT = textwrap.dedent(
     import json, sys, tempfile
     import jax, numpy as np
     sys.path.insert(0, {tests!r})
-    from test_loop import apply_fn, init_params, half_masks, tiny_data, small_config
-    from mpjax.training import loop as distill
+    from tiny_net import apply_fn, init_params, half_masks, tiny_data, small_config
+    from mpjax.training.loop import distill
     assert jax.local_device_count() == 4, jax.devices()
     params, data = init_params(), tiny_data()
     masks = half_masks(params)
     out = {{}}
     for n in (4, 1):
         cfg = small_config(num_steps=5, num_devices=n, augment=True)
-        p, _ = distill.distill(params, params, masks, apply_fn, data, cfg, tempfile.mkdtemp())
+        p, _ = distill(params, params, masks, apply_fn, data, cfg, tempfile.mkdtemp())
         out[n] = [np.asarray(x) for x in jax.tree.leaves(p)]
         if n == 4:
             assert len(jax.tree.leaves(p)[0].sharding.device_set) == 4

@@ -1,4 +1,5 @@
-"""Tests for mpjax.training.recipes: recipes, ``mpjax train``, the shipped Fashion-MNIST ViT."""
+"""Tests for mpjax.training.recipes: recipes, train_and_evaluate through ``mpjax train``, and
+the distillation benchmark."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import numpy as np
 import pytest
 
 from mpjax import checkpoint, data
+from mpjax.cli import train as train_command
 from mpjax.models import vit
-from mpjax.training import loop as distill
-from mpjax.training import recipes as train
+from mpjax.npz import read_npz, unflatten_dict
+from mpjax.training import DistillConfig, evaluate
+from mpjax.training.recipes import DISTILL_CONFIGS, RECIPES, vit_apply_fn
 
 
 def _tiny_idx_dir(path, n_train=128, n_test=32):
@@ -27,50 +30,49 @@ def _tiny_idx_dir(path, n_train=128, n_test=32):
     return path
 
 
+def test_recipes_name_their_model_and_config():
+    for name, recipe in RECIPES.items():
+        assert recipe.name == name and isinstance(recipe.train, DistillConfig)
+        vit.config_for(recipe.model)  # a known model
+        assert recipe.train.alpha == 0.0  # recipes train from labels, no teacher
+    assert set(DISTILL_CONFIGS) <= set(RECIPES)
+
+
 def test_vit_apply_fn_is_cached_and_traces():
     cfg = vit.config_for("fmnist")
-    fn = train.vit_apply_fn(cfg)
-    assert train.vit_apply_fn(vit.config_for("fmnist")) is fn  # one jit cache entry per config
+    fn = vit_apply_fn(cfg)
+    assert vit_apply_fn(vit.config_for("fmnist")) is fn  # one jit cache entry per config
     images = jax.ShapeDtypeStruct((2, 28, 28, 1), np.float32)
     assert jax.eval_shape(fn, vit.abstract_params(cfg), images, False).shape == (2, 10)
 
 
-def test_main_train_writes_model_and_result(tmp_path, monkeypatch):
+def test_main_train_writes_model_and_result(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(data.ENV_VAR, str(_tiny_idx_dir(tmp_path)))
     out = tmp_path / "out"
     argv = ["--recipe", "fmnist-vit", "--out", str(out), "--steps", "3", "--batch-size", "16"]
-    assert train.main_train(argv) == 0
+    assert train_command.main(argv) == 0
+    assert capsys.readouterr().out.startswith("fmnist-vit: test accuracy ")
     result = json.loads((out / "result.json").read_text())
     assert 0.0 <= result["test_accuracy"] <= 1.0 and result["steps"] == 3
+    assert result["command"] == "mpjax train " + " ".join(argv)
     assert result["vit_config"] == json.loads(json.dumps(vit.config_for("fmnist").__dict__))
     params, masks, meta = checkpoint.restore_params(out / "params")
-    npz = train.load_npz(out / "fmnist_vit.npz")
+    npz = unflatten_dict(read_npz(out / "fmnist_vit.npz"))
     for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(npz), strict=True):
         np.testing.assert_array_equal(np.asarray(a), b)
     assert masks is None and meta["test_accuracy"] == result["test_accuracy"]
-    acc = distill.evaluate(
-        npz, train.vit_apply_fn(vit.config_for("fmnist")), *data.load_fashion_mnist("test")
-    )
+    acc = evaluate(npz, vit_apply_fn(vit.config_for("fmnist")), *data.load_fashion_mnist("test"))
     assert acc == pytest.approx(result["test_accuracy"], abs=1e-6)
 
 
-def _shipped():
-    try:
-        return train.load_shipped_model()
-    except ValueError as e:
-        pytest.fail(f"shipped model missing: {e}")
-
-
-def test_shipped_model_matches_its_record():
-    params, cfg, info = _shipped()
-    assert cfg == vit.config_for("fmnist")
-    assert info["test_accuracy"] >= 0.85
-    try:
-        images, labels = data.load_fashion_mnist("test")
-    except ValueError:
-        pytest.skip("Fashion-MNIST not installed")
-    acc = distill.evaluate(params, train.vit_apply_fn(cfg), images, labels)
-    assert acc == pytest.approx(info["test_accuracy"], abs=2e-3)
+def test_train_command_flags():
+    parser = train_command.build_parser()
+    args = parser.parse_args(["--out", "d"])
+    assert args.recipe == "fmnist-vit" and args.steps is None and args.data_dir is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "d", "--recipe", "no-such-recipe"])
+    with pytest.raises(SystemExit):
+        parser.parse_args([])  # --out is required
 
 
 @pytest.mark.slow

@@ -1,1 +1,41 @@
-"""Benchmarks behind ``mpjax bench ...``: each module has ``main(argv) -> int`` and prints a table."""
+"""``mpjax bench NAME``: benchmarks that print a table and a ratio against a baseline measured in
+the same run. Each module here has ``main(argv) -> int``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+#: benchmark name -> one-line description; the module ``mpjax.cli.bench.<name>`` runs it.
+BENCHMARKS: dict[str, str] = {
+    "spectra": "MP analysis of a ViT-B/16-shaped tree vs a numpy SVD loop",
+    "prune": "CAST N:M on ViT-B/16 block matrices",
+    "distill": "masked vs unmasked distillation step",
+    "quality": "accuracy of the pruning methods on the shipped model",
+    "runtime": "dense vs 2:4 sparse ViT on the PyTorch runtime (GPU)",
+    "dynamics": "cost of the per-epoch spectral recording of the L2 study",
+}
+
+__all__ = [
+    "BENCHMARKS",
+    "main",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``mpjax bench NAME [ARGS ...]``: run one benchmark and print its table."""
+    argv = list(sys.argv[2:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: mpjax bench {" + ",".join(BENCHMARKS) + "} [ARGS ...]\n")
+        for name, what in BENCHMARKS.items():
+            print(f"  {name:<10} {what}")
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in BENCHMARKS:
+        print(
+            f"mpjax bench: unknown benchmark {name!r}; choose one of {', '.join(BENCHMARKS)}.",
+            file=sys.stderr,
+        )
+        return 2
+    module = importlib.import_module(f"mpjax.cli.bench.{name}")
+    return int(module.main(rest) or 0)

@@ -1,10 +1,10 @@
 """Benchmark: cost of the frozen mask in a distillation step.
 
-Times :func:`mpjax.training.loop.train_step` with a masked optimizer (:func:`masked_updates`,
-magnitude masks) against the same step without masks: same model, same teacher, same batch,
-same process, steps interleaved one by one so that load from other processes hits both
-alike. Reports the median over ``--steps`` timed steps after ``--warmup`` untimed ones.
-Target: the masked step costs at most 10% more.
+Times :func:`mpjax.training.loop.train_step` with a masked optimizer
+(:func:`mpjax.training.masked.masked_updates`, magnitude masks) against the same step
+without masks: same model, same teacher, same batch, same process, steps interleaved one by
+one so that load from other processes hits both alike. Reports the median over ``--steps``
+timed steps after ``--warmup`` untimed ones. Target: the masked step costs at most 10% more.
 
 Usage: ``mpjax bench distill [--model fmnist] [--batch-size 128] [--steps 30]``.
 """
@@ -20,9 +20,16 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from mpjax.models import vit
-from mpjax.pruning import masks
-from mpjax.training import loop as distill
-from mpjax.training import recipes as train
+from mpjax.pruning import apply_masks, magnitude_masks
+from mpjax.training import (
+    DistillConfig,
+    TrainState,
+    load_shipped_model,
+    make_mesh,
+    make_optimizer,
+    train_step,
+    vit_apply_fn,
+)
 
 #: The masked step may cost at most this much more than the unmasked one.
 TARGET_RATIO = 1.10
@@ -49,7 +56,7 @@ def _batch(cfg: vit.ViTConfig, batch_size: int, seed: int) -> dict[str, np.ndarr
 def _params(model: str, seed: int):
     if model == "fmnist":
         try:
-            params, cfg, _ = train.load_shipped_model()
+            params, cfg, _ = load_shipped_model()
             return params, cfg
         except ValueError:
             pass
@@ -57,8 +64,8 @@ def _params(model: str, seed: int):
     return vit.init_params(cfg, jax.random.PRNGKey(seed)), cfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark, print the table and the ratio; returns 0 (1 on bad arguments)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mpjax bench distill`` argument parser."""
     parser = argparse.ArgumentParser(prog="mpjax bench distill", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--model", default="fmnist", help="vit.config_for name (fmnist: shipped weights)"
@@ -68,28 +75,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per variant")
     parser.add_argument("--sparsity", type=float, default=0.5, help="magnitude sparsity per layer")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print the table and the ratio; returns 0 (1 on bad arguments)."""
+    args = build_parser().parse_args(argv)
     if args.steps < 1 or args.warmup < 1:
         print("mpjax bench distill: --steps and --warmup must be >= 1")
         return 1
     params, cfg = _params(args.model, args.seed)
-    apply_fn = train.vit_apply_fn(cfg)
-    m = masks.magnitude_masks(params, args.sparsity)
-    config = distill.Config(batch_size=args.batch_size, num_steps=10_000, seed=args.seed)
-    mesh = distill.make_mesh()
+    apply_fn = vit_apply_fn(cfg)
+    m = magnitude_masks(params, args.sparsity)
+    config = DistillConfig(batch_size=args.batch_size, num_steps=10_000, seed=args.seed)
+    mesh = make_mesh()
     replicated = NamedSharding(mesh, P())
     batch = jax.device_put(_batch(cfg, args.batch_size, args.seed), NamedSharding(mesh, P("data")))
-    student = masks.apply_masks(params, m)
+    student = apply_masks(params, m)
     states = {}
     for name, mk in (("unmasked", None), ("masked", m)):
-        tx = distill.make_optimizer(config, config.num_steps, mk)
-        state = distill.TrainState.create(student, apply_fn, tx, config, params)
+        tx = make_optimizer(config, config.num_steps, mk)
+        state = TrainState.create(student, apply_fn, tx, config, params)
         states[name] = jax.tree.map(jax.numpy.copy, jax.device_put(state, replicated))
     times: dict[str, list[float]] = {k: [] for k in states}
     for i in range(args.warmup + args.steps):
         for name in states:
             t0 = time.perf_counter()
-            states[name], metrics = distill.train_step(states[name], batch)
+            states[name], metrics = train_step(states[name], batch)
             jax.block_until_ready((states[name].params, metrics))
             if i >= args.warmup:
                 times[name].append(time.perf_counter() - t0)

@@ -1,7 +1,7 @@
 """``mpjax bench dynamics``: cost of the per-epoch spectral recording of a dynamics run.
 
 Trains the same config twice in one process, once without recording and once with it
-(SVD/Gram spectra, MP fits, inverse BBP, top-k vectors, records written), and prints the
+(SVDs, MP fits, inverse BBP, top-k vectors, records written), and prints the
 training time per epoch, the recording time per epoch and their ratio. The acceptance target
 is a recording overhead <= 20% of the training time for the ``default`` config.
 
@@ -18,16 +18,23 @@ import time
 
 import numpy as np
 
-from mpjax.dynamics import store
-from mpjax.dynamics import trainer as dyn
+from mpjax.dynamics import (
+    DynamicsConfig,
+    StudyData,
+    load_config,
+    load_study_data,
+    read_index,
+    store,
+    train,
+)
 
 
-def _timed_run(config: dyn.DynamicsConfig, data: dyn.Data, record: bool) -> dict[str, float]:
+def _timed_run(config: DynamicsConfig, data: StudyData, record: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        dyn.train(config, out, progress=False, data=data, record=record)
+        train(config, out, progress=False, data=data, record=record)
         total = time.perf_counter() - t0
-        entries = store.read_index(out)
+        entries = read_index(out)
     trained = [e for e in entries if e["epoch"] >= 1]
     # epoch 1 includes the jit compile of the epoch function: report it apart
     steady = trained[1:] or trained
@@ -41,8 +48,8 @@ def _timed_run(config: dyn.DynamicsConfig, data: dyn.Data, record: bool) -> dict
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the table and the overhead ratio; returns 0 (1 if the ratio exceeds ``--max``)."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mpjax bench dynamics`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="mpjax bench dynamics", description=__doc__.split("\n")[0]
     )
@@ -50,9 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per run (>= 2)")
     parser.add_argument("--max", type=float, default=0.20, help="allowed overhead ratio")
     parser.add_argument("--json", default=None, help="also write the results to this file")
-    args = parser.parse_args(argv)
-    config = dataclasses.replace(dyn.load_config(args.config), epochs=max(args.epochs, 1))
-    data = dyn.load_data(config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the table and the overhead ratio; returns 0 (1 if the ratio exceeds ``--max``)."""
+    args = build_parser().parse_args(argv)
+    config = dataclasses.replace(load_config(args.config), epochs=max(args.epochs, 1))
+    data = load_study_data(config)
     rows = [_timed_run(config, data, record=False), _timed_run(config, data, record=True)]
     bare, rec = rows
     # overhead measured inside the recording run (same process, same epochs) ...

@@ -66,13 +66,13 @@ def peak_rss_gb() -> float:
 def run_phase(phase: str, blocks: int, rows: int, chunk: int) -> dict:
     """Run one phase in this process and return its measurements."""
     from mpjax import tree
-    from mpjax.pruning import cast, masks
-    from mpjax.pruning import registry as prune
+    from mpjax.arch import parse_pattern
+    from mpjax.pruning import cast, prune, validate_nm
 
     params = vit_b16_tree(blocks)
     if phase == "8:16":
         params = {p: w for p, w in params.items() if ".mlp." in p}
-    k, n = masks.parse_pattern(phase)
+    k, n = parse_pattern(phase)
     views = tree.select(params)
     # Capture stage (not timed): stream one layer's inputs at a time into its n x n blocks.
     covs = {p: cast.block_covariances(X, n, max_rows=rows) for p, X in calibration(params, rows)}
@@ -82,7 +82,7 @@ def run_phase(phase: str, blocks: int, rows: int, chunk: int) -> dict:
     costs = {}
     for p, v in views.items():
         res = cast.cast_matrix(jnp.asarray(params[p]), covs[p], pats, k=k, n=n, chunk=chunk)
-        masks.validate_nm({p: np.asarray(res.mask)}, k, n, views={p: v})
+        validate_nm({p: np.asarray(res.mask)}, k, n, views={p: v})
         costs[p] = (float(res.cost), float(res.magnitude_cost))
     jax.block_until_ready(res.weights)
     t_cast, c_cast = time.perf_counter() - t0, time.process_time() - c0
@@ -94,8 +94,8 @@ def run_phase(phase: str, blocks: int, rows: int, chunk: int) -> dict:
     if phase == "2:4":
         t0 = time.perf_counter()
         c0 = time.process_time()
-        _, m, rep = prune.prune(params, "cast", "2:4", calib_covs=covs)
-        masks.validate_nm(m, 2, 4)
+        _, m, rep = prune(params, "cast", "2:4", calib_covs=covs)
+        validate_nm(m, 2, 4)
         out["prune_end_to_end_wall_s"] = round(time.perf_counter() - t0, 2)
         out["prune_end_to_end_cpu_s"] = round(time.process_time() - c0, 2)
     out["peak_rss_gb"] = round(peak_rss_gb(), 3)
@@ -104,14 +104,19 @@ def run_phase(phase: str, blocks: int, rows: int, chunk: int) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark and print one JSON line per phase; returns 0."""
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``mpjax bench prune``."""
     ap = argparse.ArgumentParser(prog="mpjax bench prune", description=__doc__.split("\n")[0])
     ap.add_argument("--phase", default="all", choices=["all", "2:4", "8:16"])
     ap.add_argument("--blocks", type=int, default=12, help="ViT blocks (12 for ViT-B/16)")
     ap.add_argument("--rows", type=int, default=4096, help="calibration rows per layer")
     ap.add_argument("--chunk", type=int, default=256, help="patterns per scan step")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print one JSON line per phase; returns 0."""
+    args = build_parser().parse_args(argv)
     if args.phase != "all":
         print(json.dumps(run_phase(args.phase, args.blocks, args.rows, args.chunk)), flush=True)
         return 0

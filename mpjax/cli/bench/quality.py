@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mpjax.pipeline import job as pipeline
+from mpjax import pipeline
 
 #: (method, pattern, tome_r) settings compared at equal budget.
 SETTINGS = (
@@ -33,7 +33,12 @@ SETTINGS = (
 
 def run(seeds: int, steps: int, source: str, data: str, eval_images: int | None,
         settings=SETTINGS, workdir: str | None = None) -> list[dict]:
-    """One row per (setting, seed)."""
+    """Prune, distill and evaluate each setting for each seed.
+
+    Returns:
+      One row per (setting, seed): ``method, pattern, tome, seed, sparsity, acc_dense,
+      acc_pruned, acc_distilled, seconds``.
+    """
     rows = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for seed in range(seeds):
@@ -45,13 +50,13 @@ def run(seeds: int, steps: int, source: str, data: str, eval_images: int | None,
                     tome_r=tome, permute=pattern != "unstructured", distill_steps=steps,
                     eval_images=eval_images, seed=seed, progress=False,
                 )  # fmt: skip
-                r = pipeline.run(job)
+                report = pipeline.run(job)
                 rows.append(dict(method=method, pattern=pattern, tome=tome, seed=seed,
-                                 sparsity=r["sparsity"], acc_dense=r["acc_dense"],
-                                 acc_pruned=r["acc_pruned"], acc_distilled=r["acc_distilled"],
-                                 seconds=r["seconds"]))
+                                 sparsity=report.sparsity, acc_dense=report.acc_dense,
+                                 acc_pruned=report.acc_pruned,
+                                 acc_distilled=report.acc_distilled, seconds=report.seconds))
                 print(f"  {method:9s} {pattern:12s} tome={tome} seed={seed}: "
-                      f"pruned {r['acc_pruned']:.4f} distilled {r['acc_distilled']:.4f}",
+                      f"pruned {report.acc_pruned:.4f} distilled {report.acc_distilled:.4f}",
                       flush=True)
     return rows
 
@@ -73,14 +78,16 @@ def table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mpjax bench quality``."""
-    p = argparse.ArgumentParser(prog="mpjax bench quality", description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=300, help="distillation steps per run")
-    p.add_argument("--source", default=pipeline.SHIPPED)
-    p.add_argument("--data", default="fashion-mnist")
-    p.add_argument("--eval-images", type=int, default=None)
-    p.add_argument("--json", default=None, help="write the rows here")
-    args = p.parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="mpjax bench quality", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=300, help="distillation steps per run")
+    parser.add_argument("--source", default=pipeline.SHIPPED)
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--eval-images", type=int, default=None)
+    parser.add_argument("--json", default=None, help="write the rows here")
+    args = parser.parse_args(argv)
     if args.seeds < 1 or args.steps < 0:
         raise ValueError("--seeds must be >= 1 and --steps >= 0.")
     rows = run(args.seeds, args.steps, args.source, args.data, args.eval_images)

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mpjax.arch import macs
+from mpjax.arch import vit_dims, vit_macs
 
 DTYPES = {"fp16": "float16", "bf16": "bfloat16"}
 SPARSE_PATTERNS = dict.fromkeys(("qkv", "proj", "fc1", "fc2"), "2:4")
@@ -50,9 +50,9 @@ def load_results(directory: str | Path | None = None) -> list[dict[str, Any]]:
 
 def mac_summary(arch: str, tome: int) -> dict[str, float]:
     """Dense (no ToMe), dense+ToMe and 2:4+ToMe GMAC of a preset ViT."""
-    base = macs.vit_macs(arch)
-    tome_only = macs.vit_macs(arch, tome_r=tome)
-    sparse = macs.vit_macs(arch, SPARSE_PATTERNS, tome_r=tome)
+    base = vit_macs(arch)
+    tome_only = vit_macs(arch, tome_r=tome)
+    sparse = vit_macs(arch, SPARSE_PATTERNS, tome_r=tome)
     return {
         "dense_gmac": base.total / 1e9,
         "dense_tome_gmac": tome_only.total / 1e9,
@@ -61,12 +61,80 @@ def mac_summary(arch: str, tome: int) -> dict[str, float]:
     }
 
 
+def flax_parity(
+    tome_rs: tuple[int, ...] = (0, 2), seed: int = 0, workdir: str | None = None
+) -> dict[str, Any]:
+    """Export a small 2:4-pruned Flax ViT and compare torch fp32 CPU logits with Flax's.
+
+    Needs JAX, :mod:`mpjax.models` and torch (all imported here, when called).
+
+    Args:
+      tome_rs: ToMe ``r`` values to compare at (one export each).
+      seed: seed of the random weights and images.
+      workdir: where the temporary export directory goes (default: the system's).
+
+    Returns:
+      ``{"max_abs_diff", "per_tome": {r: diff}, "dtype", "device", "config"}``.
+    """
+    import tempfile
+
+    import jax
+    import numpy as np
+    import torch
+
+    from mpjax import export, tree
+    from mpjax.models import ViT, config_for, random_init
+    from mpjax.pruning import apply_masks, nm_masks
+    from mpjax.torch_runtime import build_model
+
+    cfg = config_for(
+        "fmnist",
+        image_size=32,
+        patch_size=8,
+        num_classes=10,
+        channels=3,
+        hidden_size=64,
+        num_heads=4,
+        mlp_dim=128,
+        num_layers=2,
+    )
+    params = random_init(cfg, seed)
+    rng = np.random.default_rng(seed + 1)  # non-zero biases, class token and LayerNorm shifts
+    params = tree.unflatten_like(
+        params,
+        {
+            k: v + 0.05 * rng.standard_normal(v.shape).astype(v.dtype)
+            for k, v in tree.flatten(params).items()
+        },
+    )
+    views = tree.select(params, include=["*encoderblock_*/*/kernel"])
+    masks = nm_masks(params, 2, 4, views=views)
+    pruned = apply_masks(params, masks)
+    x = np.random.default_rng(seed).normal(size=(4, 32, 32, 3)).astype(np.float32)
+    per = {}
+    cpu = jax.devices("cpu")[0]  # the check is fp32 on CPU even where JAX sees a GPU
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp, jax.default_device(cpu):
+        for r in tome_rs:
+            ref = np.asarray(
+                jax.jit(lambda p, r=r: ViT(cfg).apply({"params": p}, x, tome_r=r))(pruned)
+            )
+            export.export_vit(params, cfg, tmp, masks=masks, tome_r=r)
+            with torch.no_grad():
+                out = build_model(tmp)(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+            per[r] = float(np.abs(out - ref).max())
+    return {
+        "max_abs_diff": max(per.values()),
+        "per_tome": per,
+        "dtype": "float32",
+        "device": "cpu",
+        "config": "2-block ViT, 32 px, patch 8, D=64, 2:4 on block Linears",
+    }
+
+
 def _parity(skip: bool) -> dict[str, Any]:
     if skip:
         return {"skipped": "--no-parity"}
     try:
-        from mpjax.torch_runtime.bench import flax_parity
-
         return flax_parity()
     except ImportError as err:
         return {"skipped": f"needs JAX and mpjax.models ({err})"}
@@ -97,13 +165,13 @@ def _time_arch_dtype(args, arch: str, dtype_name: str, t0: float) -> tuple[list,
         skipped = [_base_row(args, arch, b, dtype_name, t, m) for b, t, m in grid]
         return [dict(r, skipped="time budget exhausted") for r in skipped], [], {}
     dtype = bench.torch_dtype(DTYPES[dtype_name])
-    dims = macs.vit_dims(arch)
+    dims = vit_dims(arch)
     shapes = bench.block_shapes(dims, min(args.batch))
     try:
         gemm = bench.gemm_timings(shapes, dtype, args.device, args.warmup, args.iters)
     except RuntimeError as err:
         gemm = [{"layer": s[0], "error": str(err)[:500]} for s in shapes]
-    # The fused output transpose was once pathologically slow in fp16 (SPEC §8): avoid it then.
+    # The fused output transpose was once pathologically slow in fp16 (`docs/method/runtime.md`): avoid it then.
     fused = all(r.get("cslt_ms", 0) <= 2 * r.get("cslt_not_ms", 1) for r in gemm)
     try:
         kw = {"transpose_result": fused} if args.backend == "cslt" else {}
@@ -159,7 +227,8 @@ def _write(path: str | None, result: dict[str, Any], t0: float) -> None:
         os.replace(tmp, path)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``mpjax bench runtime`` argument parser."""
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
     strs = lambda s: [v.strip() for v in s.split(",")]  # noqa: E731
     ap = argparse.ArgumentParser(prog="mpjax bench runtime", description=__doc__.split("\n")[0])
@@ -185,9 +254,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the runtime benchmark; print a table; optionally write JSON. Returns 0 on success."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     for arch in args.arch:
-        macs.vit_dims(arch)
+        vit_dims(arch)
     bad = [d for d in args.dtype if d not in DTYPES] + [
         m for m in args.modes if m not in ("eager", "graph")
     ]

@@ -1,0 +1,69 @@
+"""``mpjax certify``: runs on saved MLP checkpoints, prints the table, and reports bad input
+(a mask not disjoint from the pruned weights, an empty data file) as ValueError."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mpjax import tree
+from mpjax.cli import certify
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    from mpjax import checkpoint
+    from mpjax.models.mlp import init
+
+    dense = init((12, 10, 8, 4), jax.random.key(0))
+    mats = tree.matrices(dense)
+    pruned_mats = {
+        p: jnp.where(jnp.abs(w) > jnp.median(jnp.abs(w)), w, 0.0) for p, w in mats.items()
+    }
+    pruned = tree.replace_matrices(dense, pruned_mats, tree.select(dense))
+    x = jax.random.normal(jax.random.key(1), (32, 12))
+    y = jnp.arange(32) % 4
+    root = tmp_path_factory.mktemp("certify")
+    masks = {k: {"kernel": jnp.asarray(pruned[k]["kernel"] != 0), "bias": None} for k in dense}
+    checkpoint.save_params(root / "dense", dense, meta={"model": "mlp", "activation": "relu"})
+    checkpoint.save_params(root / "pruned", pruned, masks=masks, meta={"activation": "relu"})
+    wrong = {
+        k: {"kernel": jnp.ones_like(m["kernel"]).at[0, 0].set(False), "bias": None}
+        for k, m in masks.items()
+    }
+    checkpoint.save_params(root / "wrongmask", pruned, masks=wrong)
+    np.savez(root / "data.npz", x=np.asarray(x), y=np.asarray(y))
+    np.savez(root / "empty.npz", x=np.zeros((0, 12), np.float32), y=np.zeros(0, int))
+    return root
+
+
+def test_main_certify_runs(ckpts, capsys):
+    argv = [
+        str(ckpts / "dense"),
+        str(ckpts / "pruned"),
+        "--data",
+        str(ckpts / "data.npz"),
+        "--layer",
+        "Dense_1/kernel",
+        "Dense_2/kernel",
+        "--l2",
+        "1e-3",
+        "--samples",
+        "20",
+    ]
+    assert certify.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "Dense_1/kernel" in out and "telescoped budget" in out and "VIOLATED" not in out
+    assert certify.main(argv[:4] + ["--mask", str(ckpts / "pruned")]) == 0
+
+
+def test_main_certify_bad_inputs(ckpts):
+    data = ["--data", str(ckpts / "data.npz")]
+    with pytest.raises(ValueError, match="not disjoint"):
+        certify.main(
+            [str(ckpts / "dense"), str(ckpts / "pruned"), *data, "--mask", str(ckpts / "wrongmask")]
+        )
+    with pytest.raises(ValueError, match="no samples"):
+        certify.main(
+            [str(ckpts / "dense"), str(ckpts / "pruned"), "--data", str(ckpts / "empty.npz")]
+        )
