@@ -49,7 +49,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 import mpjax
-from mpjax import arch, data, training, tree
+from mpjax import arch, data, models, training, tree
 from mpjax.models import vit
 from mpjax.mp import analysis, plots
 from mpjax.pipeline import VIT_BLOCKS, MacSummary, PruneReport, format_table
@@ -79,13 +79,13 @@ print(MODE, "| test images", N_EVAL, "| distill steps", DISTILL_STEPS, "| sparsi
     (
         "md",
         """## 1. Model, data, dense accuracy
-`training.load_shipped_model` returns Linen params in the big_vision layout and the `ViTConfig`;
+`models.load_shipped_model` returns Linen params in the big_vision layout and the `ViTConfig`;
 `training.vit_apply_fn(config, tome_r)` is the (cached, so compiled once) apply function that
 `training.evaluate` and `training.distill` take.""",
     ),
     (
         "code",
-        """params, config, info = training.load_shipped_model()
+        """params, config, info = models.load_shipped_model()
 apply_fn = training.vit_apply_fn(config)
 x_train, y_train = data.load_fashion_mnist("train")
 x_test, y_test = data.load_fashion_mnist("test")

@@ -1,8 +1,8 @@
 """Models: fully connected nets (:mod:`~mpjax.models.mlp`), a ViT with token merging
 (:mod:`~mpjax.models.vit`, :mod:`~mpjax.models.tome`), model sources
-(:mod:`~mpjax.models.sources`) and checkpoint layout conversion (:mod:`~mpjax.models.convert`)."""
+(:mod:`~mpjax.models.sources`), the shipped Fashion-MNIST ViT (:mod:`~mpjax.models.shipped`) and checkpoint layout conversion (:mod:`~mpjax.models.convert`)."""
 
-from mpjax.models import convert, mlp, sources, tome, vit
+from mpjax.models import convert, mlp, shipped, sources, tome, vit
 from mpjax.models.convert import (
     flax_to_hf,
     flax_to_timm,
@@ -10,6 +10,9 @@ from mpjax.models.convert import (
     timm_to_flax,
 )
 from mpjax.models.mlp import MLP
+from mpjax.models.shipped import (
+    load_shipped_model,
+)
 from mpjax.models.sources import (
     LoadedModel,
     SourceInfo,
@@ -27,6 +30,7 @@ from mpjax.models.vit import (
 __all__ = [
     "convert",
     "mlp",
+    "shipped",
     "sources",
     "tome",
     "vit",
@@ -40,6 +44,7 @@ __all__ = [
     "flax_to_timm",
     "hf_to_flax",
     "load_model",
+    "load_shipped_model",
     "load_source",
     "load_vit_checkpoint",
     "random_init",

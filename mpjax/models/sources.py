@@ -209,7 +209,7 @@ def load_source(source: str | Path, *, seed: int = 0) -> tuple[Any, SourceInfo]:
         return random_init(config, seed), info
     if text == SHIPPED and not path.exists():
         # Trained by mpjax.training, which builds on this package: imported only when asked.
-        from mpjax.training.shipped import load_shipped_model
+        from mpjax.models.shipped import load_shipped_model
 
         params, config, record = load_shipped_model()
         return params, SourceInfo(SHIPPED, text, config, "flax", meta=record)

@@ -126,13 +126,13 @@ class ViTConfig:
 
     @property
     def num_patches(self) -> int:
-        """``(S / p)^2``."""
-        return (self.image_size // self.patch_size) ** 2
+        """``(S / p)^2``, as :attr:`mpjax.arch.ViTDims.patches`."""
+        return self.dims.patches
 
     @property
     def num_tokens(self) -> int:
-        """Patches plus the class token."""
-        return self.num_patches + 1
+        """Patches plus the class token, as :attr:`mpjax.arch.ViTDims.tokens`."""
+        return self.dims.tokens
 
     def replace(self, **changes: Any) -> ViTConfig:
         """A copy with some fields changed."""

@@ -1,5 +1,5 @@
 """Training and frozen-mask distillation: the KD loss, the masked optax transformation, the
-data-parallel step and loop, evaluation, recipes and the shipped model.
+data-parallel step and loop, evaluation and recipes (the shipped model itself is :mod:`mpjax.models.shipped`).
 
 See `docs/method/distillation.md` for the loss and the frozen masks.
 """
@@ -13,7 +13,6 @@ from mpjax.training import (
     masked,
     mesh,
     recipes,
-    shipped,
 )
 from mpjax.training.config import (
     DistillConfig,
@@ -51,9 +50,6 @@ from mpjax.training.recipes import (
     train_and_evaluate,
     vit_apply_fn,
 )
-from mpjax.training.shipped import (
-    load_shipped_model,
-)
 
 __all__ = [
     "config",
@@ -64,7 +60,6 @@ __all__ = [
     "masked",
     "mesh",
     "recipes",
-    "shipped",
     "DISTILL_CONFIGS",
     "DistillConfig",
     "MaskedUpdatesState",
@@ -75,7 +70,6 @@ __all__ = [
     "evaluate",
     "kd_loss",
     "kd_terms",
-    "load_shipped_model",
     "make_mesh",
     "make_optimizer",
     "make_schedule",

@@ -1,33 +1,11 @@
 """mpjax.models.convert: timm / Hugging Face layouts against a torch reference, bad tensors."""
 
-import jax
 import numpy as np
 import pytest
+from vit_files import CFG, logits
 
 from mpjax import npz, tree
-from mpjax.models import convert, sources, vit
-
-CFG = vit.ViTConfig(
-    patch_size=4, hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
-    image_size=16, channels=3, num_classes=5,
-)  # fmt: skip
-
-
-@pytest.fixture
-def params():
-    """Random params with non-trivial LayerNorms, biases, cls and position table."""
-    p = sources.random_init(CFG, seed=1)
-    rng = np.random.default_rng(2)
-    return jax.tree.map(lambda x: x + 0.1 * rng.standard_normal(x.shape).astype(np.float32), p)
-
-
-@pytest.fixture
-def images():
-    return np.random.default_rng(3).standard_normal((2, 16, 16, 3)).astype(np.float32)
-
-
-def _logits(p, x, cfg=CFG):
-    return np.asarray(vit.ViT(cfg).apply({"params": p}, x))
+from mpjax.models import convert, sources
 
 
 def _torch_vit(sd, cfg, images):
@@ -66,8 +44,8 @@ def test_timm_layout_matches_torch_reference(params, images, tmp_path):
     assert sd["patch_embed.proj.weight"].shape == (32, 3, 4, 4)
     save_file(sd, tmp_path / "model.safetensors")
     loaded = sources.load_vit_checkpoint(tmp_path / "model.safetensors", CFG)
-    ours = _logits(loaded, images)
-    np.testing.assert_array_equal(ours, _logits(params, images))  # exact: transposes only
+    ours = logits(loaded, images)
+    np.testing.assert_array_equal(ours, logits(params, images))  # exact: transposes only
     np.testing.assert_allclose(ours, _torch_vit(sd, CFG, images), atol=1e-4, rtol=1e-4)
     assert len(tree.select(sd)) == 4 * CFG.num_layers + 2  # qkv, proj, fc1, fc2, patch, head
 
@@ -81,11 +59,11 @@ def test_hf_round_trip(params, images, tmp_path):
     save_file(sd, tmp_path / "hf.safetensors")
     assert convert.detect_layout(sd) == "hf"
     loaded = sources.load_vit_checkpoint(tmp_path / "hf.safetensors", CFG)
-    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
+    np.testing.assert_array_equal(logits(loaded, images), logits(params, images))
     # hf and timm agree through the torch reference
     via_timm = convert.flax_to_timm(convert.hf_to_flax(sd, CFG), CFG)
     np.testing.assert_allclose(
-        _torch_vit(via_timm, CFG, images), _logits(params, images), atol=1e-4, rtol=1e-4
+        _torch_vit(via_timm, CFG, images), logits(params, images), atol=1e-4, rtol=1e-4
     )
 
 

@@ -5,31 +5,10 @@ import dataclasses
 import jax
 import numpy as np
 import pytest
+from vit_files import CFG, logits
 
 from mpjax import npz, tree
 from mpjax.models import LoadedModel, SourceInfo, convert, sources, vit
-
-CFG = vit.ViTConfig(
-    patch_size=4, hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
-    image_size=16, channels=3, num_classes=5,
-)  # fmt: skip
-
-
-@pytest.fixture
-def params():
-    """Random params with non-trivial LayerNorms, biases, cls and position table."""
-    p = sources.random_init(CFG, seed=1)
-    rng = np.random.default_rng(2)
-    return jax.tree.map(lambda x: x + 0.1 * rng.standard_normal(x.shape).astype(np.float32), p)
-
-
-@pytest.fixture
-def images():
-    return np.random.default_rng(3).standard_normal((2, 16, 16, 3)).astype(np.float32)
-
-
-def _logits(p, x, cfg=CFG):
-    return np.asarray(vit.ViT(cfg).apply({"params": p}, x))
 
 
 def test_source_info_fields():
@@ -47,10 +26,10 @@ def test_npz_round_trip_and_old_names(params, images, tmp_path):
     loaded, info = sources.load_source(tmp_path / "bv.npz")
     assert (info.kind, info.source, info.layout) == ("npz", str(tmp_path / "bv.npz"), "flax")
     assert info.config == CFG and info.renamed == () and info.masks is None
-    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
+    np.testing.assert_array_equal(logits(loaded, images), logits(params, images))
     np.testing.assert_array_equal(
-        _logits(sources.load_vit_checkpoint(tmp_path / "bv.npz", CFG), images),
-        _logits(params, images),
+        logits(sources.load_vit_checkpoint(tmp_path / "bv.npz", CFG), images),
+        logits(params, images),
     )
     # vit_jax names (MultiHeadDotProductAttention_1, LayerNorm_2, MlpBlock_3) and prefixes
     old = {}
@@ -60,7 +39,7 @@ def test_npz_round_trip_and_old_names(params, images, tmp_path):
         old["params/" + k] = np.asarray(v)
     np.savez(tmp_path / "old.npz", **old)
     loaded = sources.load_vit_checkpoint(tmp_path / "old.npz", CFG)
-    np.testing.assert_array_equal(_logits(loaded, images), _logits(params, images))
+    np.testing.assert_array_equal(logits(loaded, images), logits(params, images))
     _, info = sources.load_source(tmp_path / "old.npz")
     assert len(info.renamed) == len(old) and info.config == CFG
 
@@ -77,7 +56,7 @@ def test_big_vision_pos_embedding_without_cls_row(params, images, tmp_path):
         [np.zeros_like(pos[:, :1]), pos[:, 1:]], 1
     )
     np.testing.assert_array_equal(
-        _logits(loaded, images), _logits(tree.unflatten_like(params, want), images)
+        logits(loaded, images), logits(tree.unflatten_like(params, want), images)
     )
 
 
@@ -153,9 +132,9 @@ def test_loaded_model_apply_fn(params, images, tmp_path):
     npz.write_npz(tmp_path / "bv.npz", tree.flatten(params))
     model = sources.load_model(tmp_path / "bv.npz")
     assert isinstance(model, LoadedModel) and model.config == CFG and model.info.kind == "npz"
-    np.testing.assert_array_equal(model.apply_fn(0)(model.params, images), _logits(params, images))
+    np.testing.assert_array_equal(model.apply_fn(0)(model.params, images), logits(params, images))
     merged = model.apply_fn(2)(model.params, images)
-    assert merged.shape == (2, 5) and not np.allclose(merged, _logits(params, images))
+    assert merged.shape == (2, 5) and not np.allclose(merged, logits(params, images))
     not_a_vit = LoadedModel({"w": np.ones((2, 2))}, None, SourceInfo("npz", "w.npz", None, "flax"))
     with pytest.raises(ValueError, match="not a ViT"):
         not_a_vit.apply_fn()

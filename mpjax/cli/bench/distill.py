@@ -19,12 +19,11 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from mpjax.models import vit
+from mpjax.models import load_shipped_model, vit
 from mpjax.pruning import apply_masks, magnitude_masks
 from mpjax.training import (
     DistillConfig,
     TrainState,
-    load_shipped_model,
     make_mesh,
     make_optimizer,
     train_step,

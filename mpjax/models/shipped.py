@@ -36,8 +36,8 @@ def load_shipped_model() -> tuple[dict, vit.ViTConfig, dict]:
 
     Returns:
       ``(params, config, info)``: Linen params (numpy leaves), the :class:`ViTConfig`
-      (use :func:`~mpjax.training.recipes.vit_apply_fn` to run it; inputs as
-      :func:`~mpjax.training.images.prepare_images`), and the training record (test
+      (run it with :func:`mpjax.training.vit_apply_fn` on inputs from
+      :func:`mpjax.training.prepare_images`), and the training record (test
       accuracy, recipe, seed, time, command).
 
     Raises:

@@ -1,12 +1,12 @@
-"""Tests for mpjax.training.shipped: the Fashion-MNIST ViT shipped with mpjax."""
+"""Tests for mpjax.models.shipped: the Fashion-MNIST ViT shipped with mpjax."""
 
 from __future__ import annotations
 
 import pytest
 
 from mpjax import data
-from mpjax.models import vit
-from mpjax.training import evaluate, shipped
+from mpjax.models import shipped, vit
+from mpjax.training import evaluate
 from mpjax.training.recipes import vit_apply_fn
 
 
