@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from vit_fixtures import small_vit
+from vit_fixtures import small_vit_fixtures
 
 from mpjax import arch, export, tree
 from mpjax.models import flax_to_timm
@@ -15,19 +15,7 @@ BLOCK_KERNELS = ["*encoderblock_*/*/kernel"]
 
 
 # Widths divisible by 12 and 16 so 2:4, 6:12, 8:16 and 12:16 all fit; 10 classes.
-@pytest.fixture(scope="module")
-def vit_setup():
-    return small_vit(hidden_size=96, mlp_dim=192)
-
-
-@pytest.fixture(scope="module")
-def cfg(vit_setup):
-    return vit_setup[0]
-
-
-@pytest.fixture(scope="module")
-def params(vit_setup):
-    return vit_setup[1]
+cfg, params = small_vit_fixtures(hidden_size=96, mlp_dim=192)
 
 
 def nm(params, k, n, include=BLOCK_KERNELS):

@@ -1,7 +1,10 @@
 """A small perturbed ViT shared by the export and torch-runtime tests (a plain module, not a
-conftest: ``from vit_fixtures import small_vit``)."""
+conftest: ``from vit_fixtures import small_vit, small_vit_fixtures``)."""
+
+import functools
 
 import numpy as np
+import pytest
 
 
 def small_vit(hidden_size: int, mlp_dim: int, seed: int = 0):
@@ -16,6 +19,28 @@ def small_vit(hidden_size: int, mlp_dim: int, seed: int = 0):
     )  # fmt: skip
     p = random_init(cfg, seed=seed)
     rng = np.random.default_rng(seed + 1)
-    noisy = {k: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32)
-             for k, v in tree.flatten(p).items()}
+    noisy = {
+        k: v + 0.05 * rng.standard_normal(v.shape).astype(np.float32)
+        for k, v in tree.flatten(p).items()
+    }
     return cfg, tree.unflatten_like(p, noisy)
+
+
+def small_vit_fixtures(hidden_size: int, mlp_dim: int):
+    """Module-scoped ``cfg`` and ``params`` fixtures of one :func:`small_vit`, built once.
+
+    Use at module level: ``cfg, params = small_vit_fixtures(hidden_size=96, mlp_dim=192)``.
+    """
+    build = functools.cache(lambda: small_vit(hidden_size=hidden_size, mlp_dim=mlp_dim))
+
+    @pytest.fixture(scope="module", name="cfg")
+    def cfg():
+        """The :class:`mpjax.models.vit.ViTConfig` of the small ViT."""
+        return build()[0]
+
+    @pytest.fixture(scope="module", name="params")
+    def params():
+        """The perturbed params of the small ViT."""
+        return build()[1]
+
+    return cfg, params

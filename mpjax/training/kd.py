@@ -70,9 +70,7 @@ def kd_loss(
     student_logits: jax.Array,
     teacher_logits: jax.Array | None,
     labels: jax.Array,
-    alpha: float = 0.5,
-    tau: float = 2.0,
-    label_smoothing: float = 0.1,
+    **settings: float,
 ) -> jax.Array:
     """Knowledge-distillation loss, batch mean.
 
@@ -85,9 +83,10 @@ def kd_loss(
       student_logits: ``[B, K]``.
       teacher_logits: ``[B, K]`` or ``None``.
       labels: int ``[B]``.
-      alpha: weight ``a`` of the KD term.
-      tau: temperature (the ``tau^2`` factor keeps gradient scale independent of ``tau``).
-      label_smoothing: ``ls``.
+      **settings: ``alpha`` (weight ``a`` of the KD term, default 0.5), ``tau``
+        (temperature, default 2; the ``tau^2`` factor keeps gradient scale independent of
+        ``tau``) and ``label_smoothing`` (``ls``, default 0.1), by keyword, as in
+        :func:`kd_terms`.
 
     Returns:
       The scalar loss ``L``.
@@ -100,4 +99,4 @@ def kd_loss(
     References:
       [P26] arXiv 2606.02608, distillation with a frozen mask (a = 0.5, tau = 2, ls = 0.1).
     """
-    return kd_terms(student_logits, teacher_logits, labels, alpha, tau, label_smoothing)["loss"]
+    return kd_terms(student_logits, teacher_logits, labels, **settings)["loss"]

@@ -1,28 +1,19 @@
 """``mpjax certify``: runs on saved MLP checkpoints, prints the table, and reports bad input
 (a mask not disjoint from the pruned weights, an empty data file) as ValueError."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from mlp_oracle import mlp_network
 
-from mpjax import tree
 from mpjax.cli import certify
 
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
     from mpjax import checkpoint
-    from mpjax.models.mlp import init
 
-    dense = init((12, 10, 8, 4), jax.random.key(0))
-    mats = tree.matrices(dense)
-    pruned_mats = {
-        p: jnp.where(jnp.abs(w) > jnp.median(jnp.abs(w)), w, 0.0) for p, w in mats.items()
-    }
-    pruned = tree.replace_matrices(dense, pruned_mats, tree.select(dense))
-    x = jax.random.normal(jax.random.key(1), (32, 12))
-    y = jnp.arange(32) % 4
+    _model, dense, pruned, x, y = mlp_network()
     root = tmp_path_factory.mktemp("certify")
     masks = {k: {"kernel": jnp.asarray(pruned[k]["kernel"] != 0), "bias": None} for k in dense}
     checkpoint.save_params(root / "dense", dense, meta={"model": "mlp", "activation": "relu"})

@@ -3,27 +3,17 @@
 import json
 import os
 
+import dynamics_fixtures
 import pytest
 
 from mpjax.cli.dynamics import build_parser, main
-from mpjax.dynamics import Arm, DynamicsConfig, read_index
-from mpjax.dynamics.config import to_dict
+from mpjax.dynamics import Arm, read_index
+from mpjax.dynamics.config import replace, to_dict
 
-TINY = DynamicsConfig(
-    name="tiny",
-    widths=(12, 40, 32, 3),
-    dataset="teacher",
-    n_train=256,
-    n_test=128,
-    teacher_rank=2,
-    teacher_hidden=8,
-    batch_size=64,
+#: The shared tiny config, one epoch, with an L1 member in place of MP+L2.
+TINY = replace(
+    dynamics_fixtures.TINY,
     epochs=1,
-    lr=0.05,
-    top_k=3,
-    prune_every=1,
-    prune_horizon=4.0,
-    fit_error_max=1.0,
     arms=(Arm("none"), Arm("L2", l2=1e-2), Arm("L1", l1=1e-3)),
 )
 

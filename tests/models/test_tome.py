@@ -4,14 +4,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import vit_files
 
 from mpjax import tree
 from mpjax.models import tome, vit
 
-CFG = vit.ViTConfig(
-    patch_size=4, hidden_size=32, num_layers=3, num_heads=4, mlp_dim=64,
-    image_size=16, channels=3, num_classes=5,
-)  # fmt: skip
+#: The small ViT of :mod:`vit_files` with three blocks.
+CFG = vit_files.CFG.replace(num_layers=3)
 
 
 def test_model_checks_tome_r_with_the_arch_schedule(key):

@@ -4,14 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from vit_files import CFG
 
 from mpjax import tree
 from mpjax.models import vit
-
-CFG = vit.ViTConfig(
-    patch_size=4, hidden_size=32, num_layers=2, num_heads=4, mlp_dim=64,
-    image_size=16, channels=3, num_classes=5,
-)  # fmt: skip
 
 
 def _params(key):

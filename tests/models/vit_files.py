@@ -1,4 +1,4 @@
-"""The small ViT shared by the convert and sources tests (a plain module, not a conftest:
+"""The small ViT shared by the tests of ``mpjax.models`` (a plain module, not a conftest:
 ``from vit_files import CFG, logits``; the ``params`` / ``images`` fixtures built from it live
 in ``tests/models/conftest.py``)."""
 

@@ -5,7 +5,7 @@ import json
 import jax
 import numpy as np
 import pytest
-from vit_fixtures import small_vit
+from vit_fixtures import small_vit_fixtures
 
 torch = pytest.importorskip("torch")
 
@@ -20,19 +20,7 @@ pytestmark = pytest.mark.torch
 BLOCKS = ["*encoderblock_*/*/kernel"]
 
 
-@pytest.fixture(scope="module")
-def vit_setup():
-    return small_vit(hidden_size=64, mlp_dim=128)
-
-
-@pytest.fixture(scope="module")
-def cfg(vit_setup):
-    return vit_setup[0]
-
-
-@pytest.fixture(scope="module")
-def params(vit_setup):
-    return vit_setup[1]
+cfg, params = small_vit_fixtures(hidden_size=64, mlp_dim=128)
 
 
 @pytest.fixture(scope="module")

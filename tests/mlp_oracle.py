@@ -1,6 +1,7 @@
-"""Shared by the certificate tests: float64 numpy oracles (random MLPs, their forward pass,
-cross-entropy, the elastic-net objective and accuracy; independent of Flax and of mpjax) and
-a small dense / pruned Flax MLP (:func:`mlp_network`)."""
+"""Shared by the certificate tests and the ``mpjax certify`` CLI test (a plain module, not a
+conftest: ``from mlp_oracle import ...``): float64 numpy oracles (random MLPs, their forward
+pass, cross-entropy, the elastic-net objective and accuracy; independent of Flax and of mpjax)
+and a small dense / pruned Flax MLP (:func:`mlp_network`)."""
 
 import math
 
