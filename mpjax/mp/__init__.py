@@ -27,6 +27,7 @@ from mpjax.mp.law import (
 from mpjax.mp.spectra import (
     matrix_singular_values,
     singular_values,
+    thin_svd,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "quantile",
     "singular_edges",
     "singular_values",
+    "thin_svd",
     "stable_rank",
     "tw_cdf",
     "tw_quantile",

@@ -218,3 +218,39 @@ def singular_values(
             bar.update(len(part))
     bar.close()
     return {path: out[path] for path in mats}
+
+
+def thin_svd(w: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Thin SVD ``W = U diag(s) Vt`` of one matrix on the host, in float64, through its Gram matrix.
+
+    The eigendecomposition of the smaller Gram matrix ``G = A A^T`` (``A`` is ``W`` or
+    ``W^T``, whichever has fewer rows) gives ``s = sqrt(max(lambda, 0))`` and that side's
+    singular vectors; the other side's are ``A^T u_i / s_i`` (zero where ``s_i = 0``). It is
+    2-3x cheaper than a LAPACK SVD and, in float64, accurate to about ``1e-8 s_1`` on every
+    value (the squaring costs relative accuracy only for ``s_i`` below ``~1e-8 s_1``).
+
+    Args:
+      w: a ``(d_out, d_in)`` array.
+
+    Returns:
+      ``(s, U, Vt)``: ``s`` descending, shape ``(p,)``; ``U`` ``(d_out, p)``; ``Vt``
+      ``(p, d_in)``, with ``p = min(d_out, d_in)``.
+
+    Examples:
+      >>> s, u, vt = thin_svd(np.diag([1.0, 3.0]))
+      >>> s.tolist(), np.abs(u @ np.diag(s) @ vt).round(12).tolist()
+      ([3.0, 1.0], [[1.0, 0.0], [0.0, 3.0]])
+    """
+    w64 = np.asarray(w, np.float64)
+    if w64.ndim != 2:
+        raise ValueError(f"w: expected a 2-D matrix view, got shape {w64.shape}.")
+    wide = w64.shape[0] <= w64.shape[1]
+    a = w64 if wide else w64.T
+    eig, q = np.linalg.eigh(a @ a.T)
+    order = np.argsort(eig)[::-1]
+    s = np.sqrt(np.maximum(eig[order], 0.0))
+    q = q[:, order]
+    tol = s[0] * max(a.shape) * np.finfo(np.float64).eps if s.size else 0.0
+    safe = np.where(s > tol, s, 1.0)
+    other = np.where(s > tol, (a.T @ q) / safe, 0.0)  # (n, p): the longer side's vectors
+    return (s, q, other.T) if wide else (s, other, q.T)

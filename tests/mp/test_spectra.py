@@ -122,3 +122,29 @@ def test_bad_inputs():
         spectra.matrix_singular_values(np.ones((2, 2, 2)))
     with pytest.raises(ValueError, match="dtype"):
         spectra.matrix_singular_values(np.eye(3), dtype=np.int32)
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (60, 25), (25, 60), (1, 7)])
+def test_thin_svd_matches_lapack(rng, shape):
+    w = rng.standard_normal(shape)
+    s, u, vt = spectra.thin_svd(w)
+    ref = np.linalg.svd(w, compute_uv=False)
+    p = min(shape)
+    assert s.shape == (p,) and u.shape == (shape[0], p) and vt.shape == (p, shape[1])
+    np.testing.assert_allclose(s, ref, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(u @ np.diag(s) @ vt, w, atol=1e-9)
+    np.testing.assert_allclose(u.T @ u, np.eye(p), atol=1e-8)
+    np.testing.assert_allclose(vt @ vt.T, np.eye(p), atol=1e-8)
+
+
+def test_thin_svd_rank_deficient_has_zero_vectors_for_zero_values(rng):
+    w = np.outer(rng.standard_normal(6), rng.standard_normal(9))  # rank 1
+    s, u, vt = spectra.thin_svd(w)
+    assert s[0] > 1 and np.all(s[1:] < 1e-6)
+    np.testing.assert_allclose((u[:, :1] * s[:1]) @ vt[:1], w, atol=1e-10)
+    assert np.all(np.isfinite(u)) and np.all(np.isfinite(vt))
+
+
+def test_thin_svd_rejects_non_matrices():
+    with pytest.raises(ValueError, match="2-D"):
+        spectra.thin_svd(np.ones((2, 3, 4)))
