@@ -16,16 +16,19 @@ checked against it:
   NamedTuples and optax states need no special handling. ``max_to_keep >= 2`` keeps the
   previous good checkpoint until a new one has been committed.
 
-A directory that is not an mpjax checkpoint, or whose files are truncated, raises a
-``ValueError`` naming the directory and the problem; nothing on disk is modified by a
-failed save or restore.
+A directory that is not an mpjax checkpoint, or whose files are truncated or emptied, raises
+a ``ValueError`` of one line naming the directory and the problem (the first line of the
+orbax/TensorStore error, without its spec dump); nothing on disk is modified by a failed
+save or restore.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -108,9 +111,57 @@ def _read_meta(directory: Path, fmt: str) -> dict:
     return meta
 
 
+REASON_CHARS = 160  # the longest excerpt of the underlying error a message quotes
+
+
+def _reason(err: Exception) -> str:
+    """The first line of ``err`` without TensorStore's spec dump, at most REASON_CHARS long."""
+    lines = str(err).strip().splitlines()
+    text = lines[0].split(" [tensorstore_spec=")[0].strip() if lines else ""
+    if len(text) > REASON_CHARS:
+        text = text[: REASON_CHARS - 3].rstrip() + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _is_straggler(err: BaseException | None) -> bool:
+    """A read of a damaged checkpoint that failed after orbax had given up on it."""
+    if isinstance(err, RuntimeError) and str(err) == "Event loop is closed":
+        return True
+    return isinstance(err, ValueError) and "[tensorstore_spec=" in str(err)
+
+
+class _StragglerFilter(logging.Filter):
+    """Drops asyncio's "Task exception was never retrieved" records of such reads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and _is_straggler(record.exc_info[1]))
+
+
+def _quiet_stragglers() -> None:
+    """Silence the TensorStore reads still in flight when a restore fails.
+
+    Once one read of a damaged checkpoint fails, orbax closes its event loop; the other reads
+    then fail to reach it (unraisable "Event loop is closed") or leave failed tasks that
+    asyncio logs: dozens to thousands of lines around our one-line error, before and after
+    it returns. Installed once per process, before a restore; it drops only those two kinds.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "mpjax_straggler_filter", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        if not _is_straggler(unraisable.exc_value):
+            previous(unraisable)
+
+    hook.mpjax_straggler_filter = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+    logging.getLogger("asyncio").addFilter(_StragglerFilter())
+
+
 def _unreadable(directory: Path, err: Exception) -> ValueError:
+    """One line naming the directory; orbax/TensorStore errors can run to 1000s of lines."""
     return ValueError(
-        f"{directory}: checkpoint is truncated or corrupt ({type(err).__name__}: {err}); "
+        f"{directory}: checkpoint is truncated or corrupt ({_reason(err)}); "
         "restore an earlier checkpoint or re-create this one."
     )
 
@@ -206,6 +257,7 @@ def restore_params(
     items = {"params": ocp.args.StandardRestore(None if target is None else _abstract(target))}
     if record["mask_paths"]:
         items["masks"] = ocp.args.StandardRestore()
+    _quiet_stragglers()
     try:
         with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
             out = ckptr.restore(directory, args=ocp.args.Composite(**items))
@@ -340,6 +392,7 @@ class TrainCheckpointer:
         args = ocp.args.Composite(
             state=ocp.args.StandardRestore(_abstract(abstract_flat)), meta=ocp.args.JsonRestore()
         )
+        _quiet_stragglers()
         try:
             out = self._mgr.restore(step, args=args)
         except Exception as e:  # orbax/tensorstore raise many types for damaged files

@@ -16,15 +16,20 @@ Batches are numpy arrays; the order of an epoch is a permutation drawn from
 ``(seed, epoch)`` alone, so a run can resume at any batch (``start_batch``). The
 augmentations (:func:`random_crop`, :func:`random_flip`) are pure jax functions of a key.
 Image folders (PIL) and TFDS are adapters used only when a caller points at them.
+
+Loading logs its progress at INFO level on the ``mpjax.data`` logger (what is read from
+where, how long it took; an image folder every few seconds), which ``mpjax prune`` shows.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import logging
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +63,9 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Seconds between two progress lines of :func:`load_image_folder`.
+LOG_INTERVAL = 5.0
+_log = logging.getLogger(__name__)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
@@ -193,6 +201,8 @@ def load_idx_dataset(
     if split not in _SPLIT_PREFIX:
         raise ValueError(f"split: expected 'train' or 'test', got {split!r}.")
     directory = find_data_dir(name, data_dir)
+    started = time.perf_counter()
+    _log.info("data: reading the %s split of %s from %s", split, name, directory)
     prefix = _SPLIT_PREFIX[split]
     paths = [_idx_file(directory, f"{prefix}-{k}-ubyte") for k in ("images-idx3", "labels-idx1")]
     if None in paths:
@@ -202,6 +212,7 @@ def load_idx_dataset(
         raise ValueError(
             f"{directory}: {split} images {images.shape} and labels {labels.shape} do not match."
         )
+    _log.info("data: %d %s images in %.1f s", len(images), split, time.perf_counter() - started)
     return images.astype(np.uint8), labels.astype(np.int32)
 
 
@@ -334,7 +345,12 @@ def load_image_folder(
     if mode is None:
         raise ValueError(f"channels: expected 1 or 3, got {channels}.")
     images, labels = [], []
+    last = time.perf_counter()
     for label, cls in enumerate(classes):
+        if time.perf_counter() - last >= LOG_INTERVAL:
+            _log.info("data: class %d/%d (%s), %d images so far", label + 1, len(classes), cls,
+                      len(images))  # fmt: skip
+            last = time.perf_counter()
         for f in sorted((root / cls).iterdir()):
             try:
                 with Image.open(f) as img:

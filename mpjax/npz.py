@@ -73,8 +73,23 @@ def write_npz(
     return atomic_write(path, lambda f: save(f, **flat))
 
 
+#: The first bytes of a zip archive (an ``.npz`` file is one; ``PK\x05\x06``: empty archive).
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def _reason(err: Exception) -> str:
+    """Why numpy could not read the file, never advising to load pickles."""
+    text = str(err)
+    if "pickle" in text.lower() or "object arrays" in text.lower():
+        return "it holds Python objects, not plain arrays; mpjax reads numbers only"
+    return text or type(err).__name__
+
+
 def read_npz(path: str | os.PathLike, what: str = "an .npz file") -> dict[str, np.ndarray]:
     """All arrays of an ``.npz`` file, read eagerly, pickles refused.
+
+    The file must be a zip archive of ``.npy`` arrays; anything else (random bytes, a bare
+    ``.npy``, object arrays) is refused with a message that never suggests loading pickles.
 
     Args:
       path: the file.
@@ -85,10 +100,20 @@ def read_npz(path: str | os.PathLike, what: str = "an .npz file") -> dict[str, n
         the path.
     """
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot read {what} ({e.strerror or e}).") from e
+    if head not in _ZIP_MAGIC:
+        raise ValueError(
+            f"{path}: cannot read {what} (not a zip archive of arrays: the file is damaged "
+            "or of another format)."
+        )
+    try:
         with np.load(path, allow_pickle=False) as f:
             return {k: np.asarray(f[k]) for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise ValueError(f"{path}: cannot read {what} ({e}).") from e
+        raise ValueError(f"{path}: cannot read {what} ({_reason(e)}).") from e
 
 
 def unflatten_dict(flat: Mapping[str, Any], sep: str = "/") -> dict:

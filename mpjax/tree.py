@@ -8,12 +8,23 @@ layout in the parameter tree:
 leaf                      leaf shape                   matrix view
 ========================  ===========================  ======================
 Linen ``Dense`` kernel    ``(in, out)``                ``kernel.T``
-Conv kernel               ``(kh, kw, cin, cout)``      ``(cout, kh*kw*cin)``
+Conv kernel (2-D)         ``(kh, kw, cin, cout)``      ``(cout, kh*kw*cin)``
+Conv kernel (1-D)         ``(w, cin, cout)``           ``(cout, w*cin)``
 ``DenseGeneral`` q/k/v    ``(in, heads, head_dim)``    ``(heads*head_dim, in)``
 ``DenseGeneral`` out      ``(heads, head_dim, out)``   ``(out, heads*head_dim)``
 torch ``Linear.weight``   ``(out, in)``                itself
+torch ``Conv1d.weight``   ``(cout, cin, w)``           ``(cout, cin*w)``
 torch ``Conv2d.weight``   ``(cout, cin, kh, kw)``      ``(cout, cin*kh*kw)``
 ========================  ===========================  ======================
+
+A Linen/NNX ``kernel`` is read by its rank and the name of its module (the path part before
+``kernel``): 2-D is a ``Dense``; 4-D and 5-D are 2-D and 3-D convolutions; 3-D is a 1-D
+convolution when the module name starts with ``Conv`` (Linen's ``Conv_0``,
+``ConvTranspose_0``; any case, e.g. ``conv1``), else a ``DenseGeneral`` (attention
+output when the module is named ``out``, ``o_proj``, ``out_proj`` or ``proj``, else
+attention input). A torch ``weight`` of rank 3 to 5 is a ``Conv1d`` / ``Conv2d`` /
+``Conv3d`` weight. Pass ``kinds={path: kind}`` to :func:`select` where a name misleads.
+Complex-valued weights are refused (a real matrix view would lose the imaginary part).
 
 The inverse map restores the leaf exactly (a transpose and a reshape, no arithmetic).
 Masks live in leaf layout; they are computed in view layout and mapped back.
@@ -32,6 +43,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 PyTree = Any
@@ -42,6 +54,15 @@ KINDS = ("dense", "conv", "attn_in", "attn_out", "torch_linear", "torch_conv")
 # Names of Flax / torch modules whose 3-D kernels contract over their first two axes.
 _ATTN_OUT_NAMES = ("out", "o_proj", "out_proj", "proj")
 _VARIABLE_ATTRS = ("value", "raw_value")
+# Ranks each kind accepts (convolutions: 1-D, 2-D and 3-D kernels).
+_RANKS = {
+    "dense": (2,),
+    "conv": (3, 4, 5),
+    "attn_in": (3,),
+    "attn_out": (3,),
+    "torch_linear": (2,),
+    "torch_conv": (3, 4, 5),
+}
 # 2-D torch ``*.weight`` tensors under these names are lookup tables, not matrices.
 _EMBEDDING_HINTS = ("embed", "wte", "wpe", "pos_")
 
@@ -137,24 +158,32 @@ def infer_kind(path: str, shape: tuple[int, ...]) -> str | None:
     """The matrix-view kind of a leaf, or ``None`` when it is not a weight matrix.
 
     Linen/NNX kernels are named ``kernel``; torch-layout tensors are named ``weight``.
-    Biases, norm scales, embedding and position tables are never weight matrices.
+    Biases, norm scales, embedding and position tables are never weight matrices. The rules
+    (rank and module name) are in the module docstring.
+
+    Examples:
+      >>> infer_kind("Conv_0/kernel", (3, 16, 32)), infer_kind("attn/query/kernel", (8, 2, 4))
+      ('conv', 'attn_in')
     """
     name = _leaf_name(path)
     ndim = len(shape)
     if name == "kernel":
         if ndim == 2:
             return "dense"
-        if ndim == 4:
+        if ndim in (4, 5):
             return "conv"
         if ndim == 3:
-            return "attn_out" if _module_name(path) in _ATTN_OUT_NAMES else "attn_in"
+            module = _module_name(path)
+            if module.lower().startswith("conv"):
+                return "conv"  # a 1-D convolution (width, in, out), not a DenseGeneral
+            return "attn_out" if module in _ATTN_OUT_NAMES else "attn_in"
         return None
     if name == "weight":
         lowered = path.lower()
         if ndim == 2 and not any(h in lowered for h in _EMBEDDING_HINTS):
             return "torch_linear"
-        if ndim == 4:
-            return "torch_conv"
+        if ndim in (3, 4, 5):
+            return "torch_conv"  # Conv1d / Conv2d / Conv3d: (out, in, *kernel_size)
     return None
 
 
@@ -168,18 +197,18 @@ def view_of(path: str, shape: tuple[int, ...], kind: str | None = None) -> Layer
     kind = kind or infer_kind(path, shape)
     if kind is None:
         raise ValueError(
-            f"{path}: leaf of shape {shape} is not a weight matrix (expected a 2-D/3-D/4-D "
-            "'kernel' or a 2-D/4-D torch 'weight'); pass kind= to force a layout."
+            f"{path}: leaf of shape {shape} is not a weight matrix (expected a 2-D to 5-D "
+            "'kernel' or a 2-D to 5-D torch 'weight'); pass kind= to force a layout."
         )
-    need = {"dense": 2, "conv": 4, "attn_in": 3, "attn_out": 3, "torch_linear": 2, "torch_conv": 4}
-    if kind not in need:
+    if kind not in _RANKS:
         raise ValueError(f"{path}: unknown kind {kind!r}; expected one of {KINDS}.")
-    if len(shape) != need[kind]:
-        raise ValueError(f"{path}: kind {kind!r} needs a {need[kind]}-D leaf, got shape {shape}.")
+    if len(shape) not in _RANKS[kind]:
+        want = " or ".join(f"{r}-D" for r in _RANKS[kind])
+        raise ValueError(f"{path}: kind {kind!r} needs a {want} leaf, got shape {shape}.")
     if kind == "dense":
         d_in, d_out = shape
     elif kind == "conv":
-        d_in, d_out = int(np.prod(shape[:3])), shape[3]
+        d_in, d_out = int(np.prod(shape[:-1])), shape[-1]
     elif kind == "attn_in":
         d_in, d_out = shape[0], shape[1] * shape[2]
     elif kind == "attn_out":
@@ -239,6 +268,9 @@ def select(
     Returns:
       ``{path: LayerView}`` for Dense, DenseGeneral and Conv kernels (or torch-layout
       weights); never biases, norms, embedding or position tables.
+
+    Raises:
+      ValueError: a selected weight has a complex dtype (the message names its path).
     """
     kinds = dict(kinds or {})
     out: dict[str, LayerView] = {}
@@ -249,8 +281,19 @@ def select(
             continue
         if exclude is not None and _matches(path, exclude, shape):
             continue
+        _check_real(path, leaf)
         out[path] = view_of(path, shape, kind)
     return out
+
+
+def _check_real(path: str, leaf: Any) -> None:
+    """Refuse a complex weight: its real matrix view would drop the imaginary part."""
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is not None and np.dtype(dtype).kind == "c":
+        raise ValueError(
+            f"{path}: weight has complex dtype {np.dtype(dtype)}; mpjax analyses real weight "
+            "matrices only: pass its real and imaginary parts as separate leaves or exclude it."
+        )
 
 
 def matrices(params: PyTree, views: Mapping[str, LayerView] | None = None) -> dict[str, Any]:
@@ -288,3 +331,45 @@ def check_finite(params: PyTree, views: Mapping[str, LayerView] | None = None) -
     for path in views:
         if not np.all(np.isfinite(np.asarray(leaves[path]))):
             raise ValueError(f"{path}: weight contains NaN or Inf; fix or exclude this layer.")
+
+
+def check_finite_leaves(params: PyTree, where: str = "params") -> None:
+    """Raise ``ValueError`` naming the first floating leaf of ``params`` with a NaN or Inf.
+
+    Unlike :func:`check_finite` this reads *every* floating leaf: LayerNorm scales, biases,
+    embedding and position tables too (a NaN there poisons every forward pass as surely as
+    one in a weight matrix). Integer and bool leaves (masks, counters) are skipped.
+
+    Args:
+      params: any pytree of arrays.
+      where: how the message names the tree (e.g. the source path).
+
+    Raises:
+      ValueError: ``"<where>: parameter '<path>' holds NaN or Inf ..."``.
+    """
+    for path, leaf in flatten(params).items():
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
+            continue
+        if not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(
+                f"{where}: parameter {path!r} holds NaN or Inf; the file is corrupt or the "
+                "run diverged: load an earlier checkpoint or re-export the model."
+            )
+
+
+def empty_selection_message(params: Any, include: Any = None, exclude: Any = None) -> str:
+    """Why :func:`select` found no weight matrix: blames the globs only when some were given."""
+    if include is None and exclude is None:
+        n = len(flatten(params))
+        return (
+            f"params: none of its {n} leaves is a weight matrix (mpjax reads Linen/NNX 'kernel' "
+            "leaves and torch-layout 'weight' tensors of rank 2 to 5); check that the source "
+            "holds a model's parameters."
+        )
+    if select(params):
+        return (
+            f"params: no weight matrix matches include={include!r} exclude={exclude!r}; "
+            "check the globs (they match '/'-joined paths such as 'Dense_0/kernel')."
+        )
+    return empty_selection_message(params)

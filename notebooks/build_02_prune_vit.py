@@ -112,8 +112,9 @@ if not SMALL:
         "md",
         """## 2. MP analysis of the block matrices
 Each matrix `W` (view `(d_out, d_in)`) gets a BEMA fit of the MP law to the eigenvalues
-`s^2 / d_in`; `sigma_plus` is the bulk edge on the singular-value scale, spikes are the singular
-values above it, `bulk_fraction` is the share of the spectrum inside the bulk and `alpha_hill`
+`s^2 / d_in`; `sigma_plus` is the bulk edge on the singular-value scale (the edge budgets use);
+`n_spikes` counts singular values above the calibrated edge (5% false-spike rate per layer) and
+`n_above_edge` those above `sigma_plus`; `bulk_fraction` is the share of the spectrum inside the bulk and `alpha_hill`
 the heavy-tail exponent. Training leaves structure (spikes) in every layer type.""",
     ),
     (
@@ -135,7 +136,7 @@ assert all(0 < r["bulk_fraction"] <= 1 for r in fits.rows)""",
         "md",
         """The empirical spectral density (ESD) with the fitted MP density for the layer with the
 most spikes and the one with the fewest (`mpjax.mp.plots.esd_panel`; spikes beyond 1.5x the edge
-are counted in the legend, not drawn).""",
+are counted in the panel, not drawn).""",
     ),
     (
         "code",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import hypothesis  # noqa: F401  (imported before orbax runs: CPython 3.11.7 AST bug)
 import jax
@@ -161,3 +162,46 @@ def test_train_checkpointer_shape_mismatch(tmp_path, rng):
     bad = {"params": dict(params, Dense_0={"kernel": jnp.zeros((6, 7)), "bias": jnp.zeros(5)})}
     with pytest.raises(ValueError, match="Dense_0/kernel"):
         ckpt.restore(bad)
+
+
+_RESTORE_DAMAGED = """
+import sys, time
+from mpjax import checkpoint
+for d in sys.argv[1:]:
+    try:
+        checkpoint.restore_params(d)
+        print("restored", d)
+    except ValueError as e:
+        print(e)
+time.sleep(1.0)  # TensorStore reads still in flight finish here
+"""
+
+
+def test_damaged_checkpoint_is_one_quiet_line(tmp_path, rng):
+    """Truncated or emptied data files: one line naming the directory, no TensorStore dump,
+    and no tracebacks or asyncio logs of the reads still in flight."""
+    import shutil
+    import subprocess
+    import sys
+
+    params = {f"Dense_{i}": {"kernel": jnp.asarray(rng.normal(size=(16, 8)), jnp.float32),
+                             "bias": jnp.zeros(8)} for i in range(20)}  # fmt: skip
+    checkpoint.save_params(tmp_path / "ok", params)
+    for mode in ("truncated", "emptied"):
+        shutil.copytree(tmp_path / "ok", tmp_path / mode)
+        for f in (tmp_path / mode / "params").rglob("*"):
+            if f.is_file() and not f.name.startswith("_") and f.name != "commit_success.txt":
+                f.write_bytes(f.read_bytes()[: f.stat().st_size // 2] if mode == "truncated" else b"")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    run = subprocess.run(
+        [sys.executable, "-c", _RESTORE_DAMAGED, str(tmp_path / "truncated"),
+         str(tmp_path / "emptied")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 2, run.stdout
+    for mode, line in zip(("truncated", "emptied"), lines, strict=True):
+        assert line.startswith(f"{tmp_path / mode}: checkpoint is truncated or corrupt"), line
+        assert "tensorstore_spec" not in line and len(line) < 400, line
+    for noise in ("Traceback", "never retrieved", "tensorstore_spec"):
+        assert noise not in run.stderr, run.stderr[-2000:]

@@ -131,3 +131,43 @@ def test_bad_input_names_the_path(rng):
     view = tree.view_of("a/kernel", (3, 4))
     with pytest.raises(ValueError, match="a/kernel"):
         tree.from_matrix(np.zeros((3, 4)), view)
+
+
+def test_linen_conv1d_kernel_is_a_convolution(rng):
+    """A 3-D kernel under a ``Conv*`` module is (width, in, out): view (out, width*in)."""
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Conv(32, kernel_size=(3,), padding="VALID")(x)
+
+    x = jnp.asarray(rng.normal(size=(1, 3, 16)), jnp.float32)  # one output position
+    params = Net().init(jax.random.key(0), x)["params"]
+    view = tree.select(params)["Conv_0/kernel"]
+    assert (view.kind, view.shape) == ("conv", (32, 48))
+    w = tree.matrices(params, {"Conv_0/kernel": view})["Conv_0/kernel"]
+    want = Net().apply({"params": params}, x)[0, 0] - params["Conv_0"]["bias"]
+    np.testing.assert_allclose(w @ x.reshape(-1), want, rtol=1e-5, atol=1e-5)
+    # a DenseGeneral of the same shape stays an attention input; names ignore case
+    assert tree.infer_kind("attn/query/kernel", (3, 16, 32)) == "attn_in"
+    assert tree.infer_kind("stem/conv1/kernel", (3, 16, 32)) == "conv"
+    back = tree.replace_matrices(params, {"Conv_0/kernel": w}, {"Conv_0/kernel": view})
+    assert np.array_equal(back["Conv_0"]["kernel"], params["Conv_0"]["kernel"])
+
+
+def test_torch_conv1d_weight_view(rng):
+    """torch ``Conv1d.weight`` (out, in, width) -> (out, in*width), as torch contracts it."""
+    weight = rng.normal(size=(32, 16, 3))
+    views = tree.select({"conv.weight": weight, "conv.bias": np.zeros(32)})
+    assert list(views) == ["conv.weight"] and views["conv.weight"].shape == (32, 48)
+    x = rng.normal(size=(16, 3))  # (in, width): one output position
+    w = tree.matrices({"conv.weight": weight}, views)["conv.weight"]
+    np.testing.assert_allclose(w @ x.reshape(-1), np.einsum("oik,ik->o", weight, x))
+
+
+def test_complex_weight_is_refused_with_its_path(rng):
+    params = _vit_like(rng)
+    params["head"]["kernel"] = params["head"]["kernel"] * (1 + 1j)
+    with pytest.raises(ValueError, match="head/kernel.*complex"):
+        tree.select(params)
+    assert "head/kernel" not in tree.select(params, exclude="head/*")  # excluded: no error

@@ -19,6 +19,11 @@ With these terms ViT-B/16 at 224 px costs 17.564 GMAC dense and 7.059 GMAC with 
 qkv/proj/fc1/fc2 and ToMe ``r = 8``: a 59.81% reduction. (Without the head the dense number
 would round to 17.563, without the patch embedding to 17.448: both terms are in.)
 
+Which layers are sparse is the caller's input (``patterns``): the prune report
+(:mod:`mpjax.pipeline.macs`) and the export (:mod:`mpjax.export`) derive it from the masks
+actually applied, so a layer skipped or left out of ``--include`` counts dense, and an
+unstructured mask changes no MAC count. Results are in MACs; reports print GMAC.
+
 This module is pure Python (no JAX, no torch), so the PyTorch runtime can use it too.
 
 Examples:

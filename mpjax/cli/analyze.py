@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
+from pathlib import Path
 
+from mpjax.cli.output import cleanup_if_empty, prepare_out
 from mpjax.mp import analysis, fits, spectra
 
 #: The files the command writes into ``--out``.
@@ -16,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mpjax analyze", description="Per-layer MP analysis.")
     ap.add_argument("source", help="orbax dir, big_vision .npz, safetensors, or vit-b16 etc.")
     ap.add_argument("--out", required=True, help="output directory for the report")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="write into an --out that holds other files")  # fmt: skip
     ap.add_argument("--method", default="bema", choices=fits.METHODS)
     ap.add_argument("--alpha", type=float, default=0.25, help="BEMA window trim")
     ap.add_argument("--beta", type=float, default=0.8, help="BEMA Tracy–Widom level")
@@ -29,14 +32,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Load SOURCE, write the per-layer report into ``--out`` and print where it went."""
+    """Load SOURCE, write the per-layer report into ``--out`` and print where it went.
+
+    Raises:
+      ValueError: for a bad option, ``--out`` or source (named in the message).
+    """
     args = build_parser().parse_args(argv)
+    if args.max_panels < 1:
+        raise ValueError(f"--max-panels {args.max_panels}: must be >= 1.")
+    if not 0.0 < args.false_spike_rate < 1.0:
+        raise ValueError(f"--false-spike-rate {args.false_spike_rate}: must lie in (0, 1).")
+    out = prepare_out(args.out, command="analyze", overwrite=args.overwrite)
+    try:
+        report = _analyze(args, out)
+    except BaseException:
+        cleanup_if_empty(out)
+        raise
+    for line in analysis.summary_lines(report):
+        print(line)
+    print(f"report written to {out}: " + ", ".join(REPORT_FILES))
+    return 0
+
+
+def _analyze(args: argparse.Namespace, out: Path) -> analysis.Analysis:
+    """Load the source and write the report of every selected layer into ``out``."""
     from mpjax.models import load_source  # the model loaders import flax: only when run
 
     params, _info = load_source(args.source)
-    report = analysis.analyze_to_dir(
+    return analysis.analyze_to_dir(
         params,
-        args.out,
+        out,
         max_panels=args.max_panels,
         include=args.include,
         exclude=args.exclude,
@@ -47,7 +72,3 @@ def main(argv: list[str] | None = None) -> int:
         false_spike_rate=args.false_spike_rate,
         spectra_method=args.spectra_method,
     )
-    for line in analysis.summary_lines(report):
-        print(line)
-    print(f"report written to {os.path.abspath(args.out)}: " + ", ".join(REPORT_FILES))
-    return 0

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mpjax import certificates, data, npz, tree
+from mpjax.cli.prune import DATASETS, canonical_data
 
 PyTree = Any
 
@@ -29,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("dense", help="dense checkpoint (mpjax params dir or any load_source source)")
     ap.add_argument("pruned", help="pruned checkpoint of the same architecture")
     ap.add_argument("--mask", help="checkpoint dir whose masks (True = kept) define the split")
-    ap.add_argument("--data", default="fmnist", help="'fmnist' (test split) or an .npz with x, y")
+    ap.add_argument("--data", default="fashion-mnist",
+                    help="'fashion-mnist' (alias fmnist; test split) or an .npz with x, y")  # fmt: skip
     ap.add_argument("--layer", nargs="+", help="kernel paths (default: every changed matrix)")
     ap.add_argument("--l1", type=float, default=0.0, help="l1 strength of J")
     ap.add_argument("--l2", type=float, default=0.0, help="l2 strength of J")
@@ -47,23 +49,32 @@ def _load(source: str) -> tuple[PyTree, dict, PyTree | None]:
     return params, dict(info.meta or {}), info.masks
 
 
-def _data(spec: str, samples: int, normalize: str) -> tuple[np.ndarray, np.ndarray]:
-    """The sample set ``T``: flattened float32 images and int32 labels."""
-    if spec == "fmnist":
-        images, labels = data.load_fashion_mnist("test")
-    else:
-        try:
-            arrays = npz.read_npz(spec, what="a data file")
-            images = arrays["x"] if "x" in arrays else arrays["images"]
-            labels = arrays["y"] if "y" in arrays else arrays["labels"]
-        except (ValueError, KeyError) as err:
-            raise ValueError(
-                f"--data {spec}: expected 'fmnist' or an .npz with arrays x/images "
-                f"and y/labels ({str(err).rstrip('.')})."
-            ) from err
+def _read_data(spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of ``--data``: the Fashion-MNIST test split or an ``.npz`` file."""
+    if canonical_data(spec) == "fashion-mnist":
+        return data.load_fashion_mnist("test")
+    expected = "expected 'fashion-mnist' or an .npz file with arrays x (or images) and y (or labels)"
+    if canonical_data(spec) in DATASETS.values():
+        raise ValueError(f"--data {spec}: {expected}.")
+    if not spec.endswith(".npz"):
+        raise ValueError(f"--data {spec}: not an .npz file; {expected}.")
+    try:
+        arrays = npz.read_npz(spec, what="a data file")
+        images = arrays["x"] if "x" in arrays else arrays["images"]
+        labels = arrays["y"] if "y" in arrays else arrays["labels"]
+    except (ValueError, KeyError, TypeError) as err:  # TypeError: an .npy named .npz
+        raise ValueError(f"--data {spec}: {expected} ({str(err).rstrip('.')}).") from err
+    return images, labels
+
+
+def _data(
+    arrays: tuple[np.ndarray, np.ndarray], spec: str, samples: int, normalize: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sample set ``T``: the first ``samples`` flattened float32 images and int32 labels."""
+    images, labels = arrays
     images, labels = images[:samples], np.asarray(labels[:samples]).astype(np.int32)
     if len(images) == 0:
-        raise ValueError(f"--data {spec}: no samples (use --samples >= 1 and a non-empty file).")
+        raise ValueError(f"--data {spec}: the file holds no samples; pass a non-empty file.")
     if images.dtype == np.uint8:
         mean, std = data.STATS["fashion-mnist"]
         images = data.normalize(images, normalize, mean, std)
@@ -89,16 +100,20 @@ def _check_mask(pruned: PyTree, masks: PyTree, layers: Sequence[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``mpjax certify DENSE PRUNED [--mask DIR] --data fmnist|PATH --layer PATH ...``.
+    """``mpjax certify DENSE PRUNED [--mask DIR] --data fashion-mnist|PATH --layer PATH ...``.
 
     Prints ``B_T`` per layer, the elastic-net verdicts, the telescoped bound, the share of
     samples whose label is certified preserved, and whether each statement's hypotheses hold.
 
     Raises:
       ValueError: on a checkpoint that is not an MLP, a mask that does not fit the pruned
-        checkpoint, or unreadable / empty data (the message names the flag).
+        checkpoint, ``--samples`` below 1, or unreadable / empty data (the message names
+        the flag).
     """
     args = build_parser().parse_args(argv)
+    if args.samples <= 0:
+        raise ValueError(f"--samples {args.samples}: must be > 0.")
+    arrays = _read_data(args.data)  # before the checkpoints: a bad --data fails fast
     dense, meta, _ = _load(args.dense)
     pruned, _, masks = _load(args.pruned)
     if args.mask:
@@ -116,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     layers = args.layer or changed
     if masks is not None:
         _check_mask(pruned, masks, layers)
-    x, y = _data(args.data, args.samples, args.normalize or meta.get("normalize", "unit"))
+    x, y = _data(arrays, args.data, args.samples, args.normalize or meta.get("normalize", "unit"))
 
     def lipschitz(params: PyTree, path: str) -> tuple[float, bool]:
         return certificates.mlp_lipschitz_bound(params, path, activation)
@@ -124,5 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = certificates.certify_network(
         model, dense, pruned, x, y, layers, lipschitz, args.l1, args.l2
     )
+    name = canonical_data(args.data)
+    print(f"data: {name + ' (test split)' if name == 'fashion-mnist' else name}, {len(x)} samples")
     print(certificates.format_report(rep, args.l1, args.l2))
     return 0

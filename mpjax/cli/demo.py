@@ -8,10 +8,9 @@ CAST 2:4 with an input-channel permutation and ToMe, then a short distillation: 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from mpjax.cli.prune import DESCRIPTION, add_job_arguments, job_from_args
-from mpjax.pipeline import SHIPPED, format_table, run
+from mpjax.cli.prune import DESCRIPTION, add_job_arguments, print_report, run_checked
+from mpjax.pipeline import SHIPPED
 
 #: The demo: CAST 2:4 with a permutation and ToMe on the shipped ViT, then a short distillation.
 DEMO = dict(method="cast", pattern="2:4", data="fashion-mnist", tome=1, permute=True,
@@ -30,10 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of ``mpjax demo``.
 
     Raises:
-      ValueError: for a bad option (named in the message).
+      ValueError: for a bad option or ``--out`` (named in the message).
     """
     args = build_parser().parse_args(argv)
-    report = run(job_from_args(args, SHIPPED))
-    print(format_table(report))
-    print(f"report: {Path(args.out) / 'report.md'}")
+    print_report(run_checked(args, SHIPPED, "demo"), args.out)
     return 0

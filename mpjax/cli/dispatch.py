@@ -3,13 +3,18 @@
 Each command is a module ``mpjax.cli.<command>`` with ``main(argv) -> int`` and its own
 ``argparse`` parser; the dispatcher imports only the module asked for, so ``mpjax --help``
 stays fast. Bad input inside a command raises ``ValueError`` / ``FileNotFoundError`` with
-one sentence; the dispatcher prints it on one line and exits with status 2.
+one sentence, and an argparse error (a bad flag value, a missing argument) becomes such an
+error too; the dispatcher prints it on one line, ``mpjax CMD: error: ...``, and exits with
+status 2. No traceback reaches the user: an ``OSError`` is reported on one line as well.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib
 import sys
+from collections.abc import Iterator
 
 #: command -> one-line help; the module ``mpjax.cli.<command>`` implements it.
 COMMANDS: dict[str, str] = {
@@ -22,6 +27,26 @@ COMMANDS: dict[str, str] = {
     "export": "export a pruned ViT for the PyTorch runtime",
     "bench": "benchmarks: spectra, prune, distill, quality, runtime, dynamics",
 }
+
+
+class UsageError(ValueError):
+    """A command line that argparse rejects (the message names the argument)."""
+
+
+@contextlib.contextmanager
+def one_line_usage_errors() -> Iterator[None]:
+    """While active, argparse errors raise :class:`UsageError` instead of printing the
+    usage block and exiting, so the dispatcher reports them on one line."""
+
+    def error(parser: argparse.ArgumentParser, message: str) -> None:
+        raise UsageError(f"{message}; see `{parser.prog} --help`.")
+
+    original = argparse.ArgumentParser.error
+    argparse.ArgumentParser.error = error  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original  # type: ignore[method-assign]
 
 
 def usage() -> str:
@@ -53,8 +78,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mpjax: unknown command {name!r}.\n\n{usage()}", file=sys.stderr)
         return 2
     try:
-        return int(command_main(name)(rest) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        # Bad input is reported as one clear sentence, not a traceback.
-        print(f"mpjax {name}: error: {err}", file=sys.stderr)
+        with one_line_usage_errors():
+            return int(command_main(name)(rest) or 0)
+    except SystemExit as done:  # --help, or a command that exits on its own
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
+    except (ValueError, OSError) as err:
+        # Bad input (FileNotFoundError is an OSError) is one clear line, not a traceback.
+        print(f"mpjax {name}: error: {_one_line(err)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"mpjax {name}: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    """The message of ``err`` on one line (an exception may carry a multi-line dump)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[0] if lines else type(err).__name__) + (" ..." if len(lines) > 1 else "")

@@ -1,7 +1,9 @@
 """``mpjax dynamics --config NAME|FILE.json --out DIR [--resume] [--epochs N]``: the L2 study.
 
 Trains every member of the config (or runs its scaling / noise experiment) under ``--out``,
-writes the records, ``summary.json`` and the plots, and prints the summary as JSON. See
+writes the records, ``summary.json`` and the plots, prints the summary as JSON and then
+where the run went. ``--out`` is checked (:func:`mpjax.cli.output.prepare_out`) before any
+training; a directory that holds an earlier dynamics run counts as this command's own. See
 :mod:`mpjax.dynamics` and `docs/method/l2-theory.md`.
 """
 
@@ -11,7 +13,9 @@ import argparse
 import dataclasses
 import json
 import os
+from pathlib import Path
 
+from mpjax.cli.output import cleanup_if_empty, prepare_out
 from mpjax.dynamics import CONFIGS, load_config, run_experiment, validate
 
 
@@ -30,9 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="extend the run in --out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that holds other files")  # fmt: skip
     parser.add_argument("--epochs", type=int, default=None, help="override config.epochs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
+
+
+def is_dynamics_run(path: Path) -> bool:
+    """True if ``path`` holds a dynamics run: ``config.json`` (train, noise) or ``scaling.json``
+    / ``N*/config.json`` (scaling)."""
+    return (
+        (path / "config.json").is_file()
+        or (path / "scaling.json").is_file()
+        or any(path.glob("N*/config.json"))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     Without ``--config``, ``--resume`` continues with the config stored in ``--out``.
 
     Raises:
-      ValueError: a bad config, an existing run without ``--resume``, or a stored run whose
-        config differs (only ``--epochs`` may change).
+      ValueError: a bad config or ``--out``, an existing run without ``--resume``, or a
+        stored run whose config differs (only ``--epochs`` may change).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,9 +70,19 @@ def main(argv: list[str] | None = None) -> int:
     else:
         config = load_config(args.config)
     if args.epochs is not None:
+        if args.epochs < 1:
+            raise ValueError(f"--epochs {args.epochs}: must be >= 1.")
         config = validate(dataclasses.replace(config, epochs=args.epochs))
-    result = run_experiment(config, args.out, resume=args.resume, plots=not args.no_plots)
+    out = prepare_out(args.out, command="dynamics", overwrite=args.overwrite, own=is_dynamics_run)
+    try:
+        result = run_experiment(config, str(out), resume=args.resume, plots=not args.no_plots)
+    except BaseException:
+        cleanup_if_empty(out)
+        raise
     print(json.dumps(result, indent=2))
+    written = "summary.json" if config.experiment != "scaling" else "scaling.json"
+    plots = "" if args.no_plots else ", plots/"
+    print(f"run written to {out}: {written}{plots}")
     return 0
 
 

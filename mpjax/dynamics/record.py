@@ -44,8 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from mpjax import mp
-from mpjax.mp import spectra
 from mpjax.dynamics.config import DynamicsConfig
+from mpjax.mp import spectra
 from mpjax.pruning import factorization_saves, truncation_rank
 
 #: Layers with fewer singular values than this are recorded but never MP-pruned: a
@@ -216,11 +216,13 @@ def layer_record(
         "sigma_plus": edge,
         "fit_error": float(fit.fit_error),
         "bulk_fraction": float(fit.bulk_fraction),
-        "n_spikes": float(np.sum(s64 > edge)),
+        "n_spikes": float(np.sum(s64 > edge)) if np.isfinite(edge) else float("nan"),
         "v_star": v,
         "g_star": v * d_in,
         "gN": v * d_in * d_out,
-        "bulk_energy": float(np.sum(np.where(s64 <= edge, s64**2, 0.0))),
+        "bulk_energy": (
+            float(np.sum(np.where(s64 <= edge, s64**2, 0.0))) if np.isfinite(edge) else float("nan")
+        ),
         "frob2": float(np.sum(s64**2)),
         "overlap_u": subspace_overlap(U_k, prev[0]) if prev is not None else float("nan"),
         "overlap_v": subspace_overlap(V_k, prev[1]) if prev is not None else float("nan"),

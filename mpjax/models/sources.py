@@ -12,11 +12,13 @@ orbax checkpoint directory      ``mpjax.checkpoint.restore_params(dir)`` (params
 ``shipped``                     the Fashion-MNIST ViT shipped with mpjax (its training record)
 ==============================  ==============================================================
 
-and describes the source with a :class:`SourceInfo`. :func:`load_vit_checkpoint` turns a
-``.npz`` or a timm / Hugging Face ``.safetensors`` file into :class:`~mpjax.models.vit.ViT`
-params, checked leaf by leaf against ``jax.eval_shape`` of the model (the layout maps are
-in :mod:`mpjax.models.convert`). :class:`LoadedModel` bundles params, the ViT config and the
-source info with the apply function that evaluation and distillation take.
+and describes the source with a :class:`SourceInfo`. Every floating leaf of what it loads
+(weights, biases, norm scales, embeddings) is checked: a NaN or Inf is refused, naming its
+path. :func:`load_vit_checkpoint` turns a ``.npz`` or a timm / Hugging Face ``.safetensors``
+file into :class:`~mpjax.models.vit.ViT` params, checked leaf by leaf against
+``jax.eval_shape`` of the model (the layout maps are in :mod:`mpjax.models.convert`).
+:class:`LoadedModel` bundles params, the ViT config and the source info with the apply
+function that evaluation and distillation take.
 """
 
 from __future__ import annotations
@@ -162,9 +164,15 @@ def load_vit_checkpoint(
       strict: refuse tensors the ViT does not use (torch layouts only).
 
     Raises:
-      ValueError: unreadable file, unknown layout, or a missing / mis-shaped tensor (named).
+      ValueError: unreadable file, unknown layout, a missing / mis-shaped tensor, or a
+        tensor holding NaN or Inf (each named).
     """
-    path = Path(path)
+    params = _load_vit_checkpoint(Path(path), config, strict)
+    tree.check_finite_leaves(params, where=str(path))
+    return params
+
+
+def _load_vit_checkpoint(path: Path, config: vit.ViTConfig | str, strict: bool) -> dict:
     cfg = vit.config_for(config) if isinstance(config, str) else config
     if path.suffix == ".npz":
         flat, _ = convert.fix_vit_names(_read_npz(path))
@@ -199,8 +207,17 @@ def load_source(source: str | Path, *, seed: int = 0) -> tuple[Any, SourceInfo]:
       ``seed`` for a random init.
 
     Raises:
-      ValueError: for an unknown name, a missing path, an unsupported or unreadable file.
+      ValueError: for an unknown name, a missing path, an unsupported or unreadable file, or
+        a floating parameter (any leaf: weights, biases, norms, embeddings) holding NaN or
+        Inf; the message names the parameter's path.
     """
+    params, info = _load_source(source, seed)
+    tree.check_finite_leaves(params, where=f"source {str(source)!r}")
+    return params, info
+
+
+def _load_source(source: str | Path, seed: int) -> tuple[Any, SourceInfo]:
+    """:func:`load_source` before the finiteness check."""
     text = str(source)
     path = Path(source)
     if text.lower() in RANDOM_INITS and not path.exists():

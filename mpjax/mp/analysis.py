@@ -2,10 +2,22 @@
 
 One row per weight matrix (matrix view ``(d_out, d_in)``, see :mod:`mpjax.tree`):
 ``path, shape, d_out, d_in, sigma2, sigma_plus, fit_error, bulk_fraction, n_spikes,
-alpha_hill, stable_rank, status``. Conventions follow :mod:`mpjax.mp.fits`: ``sigma2`` is the MP
-scale of ``lambda = s^2 / d_in``; ``sigma_plus`` is the bulk edge on the singular-value scale.
-The table never holds NaN: degenerate layers carry a ``status`` and ``alpha_hill`` may be
-``None`` (empty in CSV, ``null`` in JSON).
+alpha_hill, stable_rank, status, n_above_edge, spike_edge``. Conventions follow
+:mod:`mpjax.mp.fits`: ``sigma2`` is the MP scale of ``lambda = s^2 / d_in``; ``sigma_plus`` is
+the bulk edge of the ``method`` fit (BEMA, ``beta = 0.8`` by default: the edge budgets use) on
+the singular-value scale.
+
+Two spike counts (docs/method/mp-law.md, "Counting spikes"):
+
+* ``n_spikes``: singular values above ``spike_edge``, the edge of a detector with a
+  controlled false-spike rate (``spike_method="calibrated"``: on a pure-noise layer
+  ``P(n_spikes >= 1) ~ false_spike_rate``, 0.05 by default). This is the spike count.
+* ``n_above_edge``: singular values above ``sigma_plus`` (the paper's count; with BEMA at
+  ``beta = 0.8`` pure noise shows about one such value per layer).
+
+The table never holds NaN: degenerate layers carry a ``status``; ``alpha_hill`` may be
+``None`` (empty in CSV, ``null`` in JSON), and so may every number of a layer whose spectrum
+is not finite (status ``nonfinite``).
 
 Examples:
   >>> import numpy as np
@@ -45,7 +57,12 @@ COLUMNS = (
     "alpha_hill",
     "stable_rank",
     "status",
+    "n_above_edge",
+    "spike_edge",
 )
+#: Columns that hold ``None`` when a layer's number is undefined (CSV: empty cell).
+_NULLABLE = ("sigma2", "sigma_plus", "fit_error", "bulk_fraction", "n_spikes", "alpha_hill",
+             "n_above_edge", "spike_edge")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +72,8 @@ class Analysis:
     Attributes:
       rows: one dict per layer with the keys :data:`COLUMNS` (tree order).
       spectra: ``{path: singular values}`` (descending numpy arrays), kept for plots.
-      fits: ``{path: MPFit}``.
+      fits: ``{path: MPFit}`` of the ``method`` fit (``sigma_plus``, budgets).
+      spike_fits: ``{path: MPFit}`` of the spike detector (``spike_edge``, ``n_spikes``).
       views: ``{path: tree.LayerView}``.
       config: the fit options used.
     """
@@ -65,6 +83,7 @@ class Analysis:
     fits: dict[str, MPFit]
     views: dict[str, tree.LayerView]
     config: dict[str, Any]
+    spike_fits: dict[str, MPFit] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -82,13 +101,8 @@ class Analysis:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
             for r in self.rows:
-                writer.writerow(
-                    {
-                        **r,
-                        "shape": "x".join(str(d) for d in r["shape"]),
-                        "alpha_hill": "" if r["alpha_hill"] is None else r["alpha_hill"],
-                    }
-                )
+                cells = {k: "" if r.get(k) is None else r[k] for k in _NULLABLE}
+                writer.writerow({**r, **cells, "shape": "x".join(str(d) for d in r["shape"])})
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write ``{"config": ..., "layers": rows}`` as strict JSON (no NaN allowed)."""
@@ -96,8 +110,17 @@ class Analysis:
             json.dump({"config": self.config, "layers": self.rows}, fh, indent=1, allow_nan=False)
 
 
-def _row(view: tree.LayerView, s: np.ndarray, f: MPFit, hill_k: int) -> dict[str, Any]:
-    return {
+def _number(x: float | int | None) -> float | int | None:
+    """``None`` for NaN/Inf floats and the ``UNCOUNTED`` count (the table holds no NaN)."""
+    if x is None or (isinstance(x, float) and not np.isfinite(x)):
+        return None
+    return None if isinstance(x, int) and x < 0 else x
+
+
+def _row(
+    view: tree.LayerView, s: np.ndarray, f: MPFit, spikes: MPFit, hill_k: int
+) -> dict[str, Any]:
+    row = {
         "path": view.path,
         "shape": [view.d_out, view.d_in],
         "d_out": view.d_out,
@@ -106,11 +129,14 @@ def _row(view: tree.LayerView, s: np.ndarray, f: MPFit, hill_k: int) -> dict[str
         "sigma_plus": f.edge,
         "fit_error": f.fit_error,
         "bulk_fraction": f.bulk_fraction,
-        "n_spikes": f.n_spikes,
+        "n_spikes": spikes.n_spikes,
         "alpha_hill": hill_alpha(s, hill_k),
         "stable_rank": stable_rank(s),
         "status": f.status,
+        "n_above_edge": f.n_spikes,
+        "spike_edge": spikes.edge,
     }
+    return {k: _number(v) if k in _NULLABLE else v for k, v in row.items()}
 
 
 def analyze(
@@ -126,17 +152,22 @@ def analyze(
     false_spike_rate: float = 0.05,
     hill_k: int = 20,
     dtype: Any = None,
+    spike_method: str = "calibrated",
 ) -> Analysis:
     """Spectra and MP fits of every selected weight matrix of ``params``.
 
     Args:
       params: parameter pytree (Linen dict, ``nnx.State``, or torch-layout flat dict).
       include, exclude: path globs or predicates, as in :func:`mpjax.tree.select`.
-      method, alpha, beta, tw_form, false_spike_rate: passed to :func:`mpjax.mp.fits.fit`.
+      method, alpha, beta, tw_form, false_spike_rate: passed to :func:`mpjax.mp.fits.fit`;
+        ``method`` gives ``sigma_plus`` and ``n_above_edge``.
       spectra_method: ``"gram"`` or ``"svd"`` (see :mod:`mpjax.mp.spectra`).
       progress: tqdm bar over layers (shown on a terminal only).
       hill_k: tail size of the Hill exponent.
       dtype: spectra compute dtype (``None``, ``np.float32`` or ``np.float64``).
+      spike_method: the fit whose edge counts ``n_spikes``: ``"calibrated"`` (false-spike
+        rate ``false_spike_rate`` per pure-noise layer), ``"gavish_donoho"``, or ``"bema"``
+        (then ``n_spikes == n_above_edge`` for ``method="bema"``).
 
     Returns:
       :class:`Analysis` with one row per layer.
@@ -147,16 +178,22 @@ def analyze(
     """
     selected = tree.select(params, include=include, exclude=exclude)
     if not selected:
-        raise ValueError("params: no weight matrix matches include/exclude; check the globs.")
+        raise ValueError(tree.empty_selection_message(params, include, exclude))
     views = {p: selected[p] for p in sorted(selected, key=tree.natural_key)}  # model order
     check_options(method, alpha, beta, tw_form, false_spike_rate)  # before the costly part
+    check_options(spike_method, alpha, beta, tw_form, false_spike_rate)
     tree.check_finite(params, views)
     svals = spectra.singular_values(params, views, spectra_method, dtype, progress)
-    layer_fits = {
-        path: fit(svals[path], v.shape, method, alpha, beta, tw_form, false_spike_rate)
-        for path, v in views.items()
-    }
-    rows = [_row(v, svals[p], layer_fits[p], hill_k) for p, v in views.items()]
+
+    def fits_by(how: str) -> dict[str, MPFit]:
+        return {
+            path: fit(svals[path], v.shape, how, alpha, beta, tw_form, false_spike_rate)
+            for path, v in views.items()
+        }
+
+    layer_fits = fits_by(method)
+    spike_fits = layer_fits if spike_method == method else fits_by(spike_method)
+    rows = [_row(v, svals[p], layer_fits[p], spike_fits[p], hill_k) for p, v in views.items()]
     config = {
         "method": method,
         "alpha": alpha,
@@ -165,8 +202,9 @@ def analyze(
         "false_spike_rate": false_spike_rate,
         "spectra_method": spectra_method,
         "hill_k": hill_k,
+        "spike_method": spike_method,
     }
-    return Analysis(rows, svals, layer_fits, dict(views), config)
+    return Analysis(rows, svals, layer_fits, dict(views), config, spike_fits)
 
 
 def analyze_to_dir(
@@ -192,8 +230,14 @@ def summary_lines(report: Analysis) -> list[str]:
     for r in report.rows:
         key = r["status"].split(":")[0]
         statuses[key] = statuses.get(key, 0) + 1
-    spikes = sum(r["n_spikes"] for r in report.rows)
+    spikes = sum(r["n_spikes"] or 0 for r in report.rows)
+    above = sum(r["n_above_edge"] or 0 for r in report.rows)
+    cfg = report.config
+    how = cfg.get("spike_method", "calibrated")
+    rate = f", false-spike rate {cfg['false_spike_rate']} per layer" if how == "calibrated" else ""
     return [
         f"{len(report)} layers; status: " + ", ".join(f"{k} {v}" for k, v in statuses.items()),
-        f"spikes above the MP edge: {spikes} in total",
+        f"spikes: {spikes} in total (n_spikes, {how} edge{rate})",
+        f"singular values above the {cfg['method']} edge sigma_plus: {above} in total "
+        "(n_above_edge; the edge that budgets use)",
     ]

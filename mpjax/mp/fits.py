@@ -29,6 +29,7 @@ from mpjax.mp.law import cdf, edges, pdf, quantile, singular_edges, tw_cdf, tw_q
 __all__ = [
     "MIN_DIM",
     "METHODS",
+    "UNCOUNTED",
     "MPFit",
     "cdf",
     "check_options",
@@ -53,8 +54,16 @@ TW_FORMS = ("paper", "reference-code")
 ZERO_TOL = 1e-3
 
 
+#: ``MPFit.n_spikes`` of a spectrum that could not be counted (status ``"nonfinite"``).
+UNCOUNTED = -1
+
+
 class MPFit(NamedTuple):
-    """Result of fitting the MP bulk of one layer. All numbers are finite.
+    """Result of fitting the MP bulk of one layer.
+
+    All numbers are finite, except for a spectrum with NaN/Inf entries (status
+    ``"nonfinite"``): there every float field is NaN and ``n_spikes`` is
+    :data:`UNCOUNTED` (``-1``), so no edge or count computed from garbage is ever reported.
 
     Attributes:
       sigma2: fitted MP scale on the ``lambda = s^2 / d_in`` scale.
@@ -62,7 +71,7 @@ class MPFit(NamedTuple):
       edge: bulk edge on the singular-value scale, ``sigma_plus = sqrt(d_in * lambda_plus)``.
       fit_error: ``mu_fit``, max CDF deviation on the central window (1.0 when not fitted).
       bulk_fraction: share of the ``p`` singular values below ``edge``.
-      n_spikes: number of singular values above ``edge``.
+      n_spikes: number of singular values above ``edge`` (``-1`` when not countable).
       status: ``"ok"`` or ``"<reason>: <detail>"`` (too_small, all_zero, nonfinite,
         rank_deficient, fit_failed).
       method: the fit method used.
@@ -160,7 +169,6 @@ def _degenerate(s: np.ndarray, shape: tuple[int, int], method: str, status: str)
     """Fallback for spectra a fit cannot use: moment estimate ``sigma2 = mean(lambda)``
     (the MP mean) and the asymptotic edge; fit_error = 1.0 (not MP-like)."""
     d_out, d_in, p, n = _dims(shape)
-    s = np.where(np.isfinite(s), s, 0.0)
     sigma2 = float(np.mean(s**2) / d_in) if p and d_in else 0.0
     lam_plus = sigma2 * (1 + np.sqrt(p / n)) ** 2 if p else 0.0
     edge = float(np.sqrt(d_in * lam_plus))
@@ -252,8 +260,9 @@ def fit(
       exact_omega: Gavish–Donoho ``omega`` via the MP median (else the cubic fit).
 
     Returns:
-      :class:`MPFit`; degenerate spectra (too small, all zero, NaN) get a status and the
-      moment estimate instead of raising.
+      :class:`MPFit`; degenerate spectra (too small, all zero) get a status and the moment
+      estimate instead of raising; a spectrum with NaN/Inf gets status ``"nonfinite"``, NaN
+      in every float field and ``n_spikes = -1`` (:data:`UNCOUNTED`).
 
     Raises:
       ValueError: invalid options, or ``len(singular_values) != min(shape)``.
@@ -271,6 +280,9 @@ def fit(
     if s.size != p:
         raise ValueError(f"singular_values: got {s.size} values, expected min{shape} = {p}.")
     bad = _screen(s, p)
+    if bad.startswith("nonfinite"):
+        nan = float("nan")
+        return MPFit(nan, nan, nan, nan, nan, UNCOUNTED, bad, method, (d_out, d_in), nan)
     if bad:
         return _degenerate(s, (d_out, d_in), method, bad)
     n_zero = int(np.sum(s <= ZERO_TOL * s[0]))

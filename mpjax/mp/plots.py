@@ -2,12 +2,17 @@
 
 Histograms are of the eigenvalues ``lambda_i = s_i^2 / d_in`` (the fit scale of
 :mod:`mpjax.mp.fits`) with the fitted MP density ``pdf(x; y, sigma2)`` and the edge ``lambda_plus``.
+
+Layers are named by :func:`layer_labels`: the block index first (``b3``), then the layer
+inside the block (``attn/query``, ``mlp/Dense_0``), e.g. ``b3 mlp/Dense_0``. Labels are
+unique within a report, so a grid of 12 or 24 blocks reads without the full paths.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from typing import Any
 
 import matplotlib
@@ -15,28 +20,115 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from mpjax.mp.fits import MPFit  # noqa: E402
 from mpjax.mp.law import pdf  # noqa: E402
 
 #: Eigenvalues beyond this multiple of ``lambda_plus`` are left out of a panel's x-range.
 X_RANGE = 1.5
+#: Longest label :func:`layer_labels` makes before it shortens the part after the block index.
+LABEL_WIDTH = 24
+
+# Parameter names, wrappers that every layer of a model shares, and long module names.
+_LEAVES = ("kernel", "weight")
+_WRAPPERS = ("params", "Transformer", "model", "module", "vit", "encoder", "blocks", "layers")
+_ABBREV = (
+    (re.compile(r"^MultiHeadDotProductAttention(_\d+)?$"), "attn"),
+    (re.compile(r"^MlpBlock(_\d+)?$"), "mlp"),
+    (re.compile(r"^attention$"), "attn"),
+)
+# A path part that opens a block: ``encoderblock_3``, ``block3``, ``layers_3`` (or the
+# number that follows ``blocks`` / ``layer`` / ``h`` in ``blocks.3``, ``layer.3``, ``h.3``).
+_BLOCK_PART = re.compile(r"^(?:encoder_?block|block|blocks|layer|layers|resblocks)_?(\d+)$", re.I)
+_BLOCK_WORDS = ("blocks", "block", "layer", "layers", "h", "resblocks")
+
+
+def _split_block(path: str) -> tuple[int | None, list[str]]:
+    """``(block index or None, the other path parts)`` with the leaf name dropped."""
+    parts = re.split(r"[/.]", path)
+    if len(parts) > 1 and parts[-1] in _LEAVES:
+        parts = parts[:-1]
+    for i, part in enumerate(parts):
+        m = _BLOCK_PART.match(part)
+        if m:
+            return int(m.group(1)), parts[i + 1 :]
+        if part.isdigit() and i and parts[i - 1].lower() in _BLOCK_WORDS:
+            return int(part), parts[i + 1 :]
+    return None, parts
+
+
+def _role(parts: list[str]) -> str:
+    """The layer inside its block, with wrappers dropped and long names abbreviated."""
+    out: list[str] = []
+    for part in parts:
+        if part in _WRAPPERS:
+            continue
+        for pattern, short in _ABBREV:
+            if pattern.match(part):
+                part = short
+                break
+        if not out or out[-1] != part:  # HF repeats "attention.attention"
+            out.append(part)
+    return "/".join(out) or "/".join(parts)
+
+
+def layer_labels(paths: list[str]) -> list[str]:
+    """Short, unique labels of layer paths that keep the block index.
+
+    ``Transformer/encoderblock_3/MlpBlock_0/Dense_0/kernel`` -> ``b3 mlp/Dense_0``;
+    ``blocks.3.attn.qkv.weight`` -> ``b3 attn/qkv``; layers outside blocks keep their name
+    (``embedding``, ``head``). A label longer than :data:`LABEL_WIDTH` is cut after the block
+    index, never before it; labels that would repeat fall back to the full path.
+
+    Examples:
+      >>> layer_labels(["Transformer/encoderblock_10/MlpBlock_0/Dense_1/kernel", "head/kernel"])
+      ['b10 mlp/Dense_1', 'head']
+    """
+    labels = []
+    for path in paths:
+        block, rest = _split_block(path)
+        role = _role(rest)
+        head = "" if block is None else f"b{block} "
+        room = max(LABEL_WIDTH - len(head), 8)
+        if len(role) > room:
+            role = "..." + role[-(room - 3) :]
+        labels.append(head + role)
+    seen: dict[str, int] = {}
+    for label in labels:
+        seen[label] = seen.get(label, 0) + 1
+    return [lab if seen[lab] == 1 else path for lab, path in zip(labels, paths, strict=True)]
 
 
 def esd_panel(
-    ax: Any, s: np.ndarray, fit: MPFit, bins: int | None = None, title: str = ""
+    ax: Any,
+    s: np.ndarray,
+    fit: MPFit,
+    bins: int | None = None,
+    title: str = "",
+    spike_fit: MPFit | None = None,
+    legend: bool = True,
 ) -> None:
-    """One ESD panel: histogram of ``s^2 / d_in``, fitted MP density, edge line.
+    """One ESD panel: histogram of ``s^2 / d_in``, fitted MP density, edge line(s).
 
-    ``bins=None`` picks about six eigenvalues per bin (10 to 60 bins).
+    ``bins=None`` picks about six eigenvalues per bin (10 to 60 bins). Spikes far beyond the
+    edge are not drawn (so the bulk stays readable); their count is written in the panel:
+    above ``spike_fit``'s edge (drawn dotted) when it is given, else above ``fit``'s edge.
 
-    Spikes far beyond the edge are not drawn (so the bulk stays readable); their count is
-    written in the legend.
+    Args:
+      ax: the matplotlib axes.
+      s: the layer's singular values.
+      fit: the MP fit whose density and edge (dashed) are drawn.
+      bins: histogram bins.
+      title: panel title.
+      spike_fit: the spike detector's fit (e.g. ``Analysis.spike_fits[path]``), optional.
+      legend: draw a legend in the panel (a grid draws one legend for the figure instead).
     """
     d_out, d_in = fit.shape
     p, n = min(d_out, d_in), max(d_out, d_in)
     ev = np.asarray(s, dtype=np.float64) ** 2 / max(d_in, 1)
-    hi = X_RANGE * fit.lambda_plus if fit.lambda_plus > 0 else float(ev.max(initial=1.0))
+    lam = fit.lambda_plus if np.isfinite(fit.lambda_plus) else 0.0
+    hi = X_RANGE * lam if lam > 0 else float(np.nanmax(ev, initial=1.0))
     shown = ev[ev <= hi]
     if shown.size:
         bins = bins or int(np.clip(shown.size // 6, 10, 60))
@@ -44,39 +136,26 @@ def esd_panel(
     if fit.sigma2 > 0 and p:
         x = np.linspace(0.0, hi, 400)
         ax.plot(x, pdf(x, p / n, fit.sigma2), color="C0", lw=1.2, label="MP fit")
-        ax.axvline(
-            fit.lambda_plus,
-            color="C3",
-            lw=1,
-            ls="--",
-            label=f"edge ({fit.n_spikes} spike{'s' if fit.n_spikes != 1 else ''})",
-        )
-    ax.set_title(title, fontsize=7)
+        ax.axvline(lam, color="C3", lw=1, ls="--", label=f"{fit.method} edge")
+    counted = spike_fit if spike_fit is not None else fit
+    if spike_fit is not None and spike_fit.lambda_plus > 0:
+        ax.axvline(spike_fit.lambda_plus, color="C2", lw=1.2, ls=":",
+                   label=f"{spike_fit.method} edge (spikes)")  # fmt: skip
+    if counted.n_spikes >= 0:
+        n_s = counted.n_spikes
+        ax.text(0.97, 0.95, f"{n_s} spike{'s' if n_s != 1 else ''}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7)  # fmt: skip
+    ax.set_title(title, fontsize=8)
     ax.tick_params(labelsize=6)
-    ax.legend(fontsize=5, loc="upper right")
-
-
-_ABBREV = (
-    ("encoderblock_", "blk"),
-    ("MultiHeadDotProductAttention_", "attn"),
-    ("MlpBlock_", "mlp"),
-    ("Transformer/", ""),
-)
-
-
-def _short(path: str, keep: int = 3, width: int = 30) -> str:
-    """A panel label: the last ``keep`` path parts, big_vision names abbreviated."""
-    parts = path.split("/")
-    if parts[-1] in ("kernel", "weight"):
-        parts = parts[:-1]
-    label = "/".join(parts[-keep:])
-    for long, short in _ABBREV:
-        label = label.replace(long, short)
-    return label if len(label) <= width else "..." + label[-(width - 3) :]
+    if legend:
+        ax.legend(fontsize=8, loc="center right")
 
 
 def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: int = 6) -> int:
     """Grid of :func:`esd_panel` for the first ``max_panels`` layers of an analysis.
+
+    Panel titles are :func:`layer_labels` (block index first) with the matrix shape; one
+    legend for the figure.
 
     Args:
       report: an :class:`mpjax.mp.analysis.Analysis`.
@@ -88,37 +167,98 @@ def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: 
       the number of panels drawn.
     """
     paths = list(report.fits)[:max_panels]
+    labels = dict(zip(paths, layer_labels(list(report.fits))[: len(paths)], strict=True))
+    spike_fits = getattr(report, "spike_fits", {}) or {}
     nrows = max(1, math.ceil(len(paths) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.0 * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.1 * nrows + 0.6),
+                             squeeze=False)  # fmt: skip
     for ax, p in zip(axes.ravel(), paths, strict=False):
         f = report.fits[p]
-        esd_panel(ax, report.spectra[p], f, title=f"{_short(p)} {f.shape[0]}x{f.shape[1]}")
+        esd_panel(ax, report.spectra[p], f, title=f"{labels[p]}  {f.shape[0]}x{f.shape[1]}",
+                  spike_fit=spike_fits.get(p), legend=False)  # fmt: skip
     for ax in axes.ravel()[len(paths) :]:
         ax.axis("off")
     total = len(report.fits)
     note = f" (first {len(paths)} of {total} layers)" if total > len(paths) else ""
-    fig.suptitle(f"ESD of s^2/d_in with fitted MP law and edge{note}", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.suptitle(f"ESD of s^2/d_in with fitted MP law and edges{note}", fontsize=11)
+    handles, names = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="lower center", fontsize=9, ncols=len(handles),
+                   frameon=False)  # fmt: skip
+    height = 2.1 * nrows + 0.6
+    fig.tight_layout(rect=(0, 0.3 / height, 1, 1 - 0.3 / height))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return len(paths)
 
 
 def edges_chart(report: Any, path: str | os.PathLike) -> None:
-    """Per-layer bar charts of ``sigma_plus`` and bulk fraction (status != ok in grey)."""
+    """Per-layer bars of ``sigma_plus`` and bulk fraction, grouped by block.
+
+    Bars are in model order and coloured by the layer's role in its block (``attn/query``,
+    ``mlp/Dense_0``, ...; one legend entry per role); the x axis names the block index of
+    every group. Models without numbered blocks get one tick label per layer. Layers whose
+    status is not ``ok`` are hatched; undefined numbers (``None``) leave a gap.
+    """
     rows = report.rows
+    paths = [r["path"] for r in rows]
+    split = [_split_block(p) for p in paths]
+    roles = [_role(rest) for _, rest in split]
+    blocks = [b for b, _ in split]
     idx = np.arange(len(rows))
-    colors = ["C0" if r["status"] == "ok" else "0.6" for r in rows]
-    fig, (a1, a2) = plt.subplots(2, 1, figsize=(max(6.0, 0.12 * len(rows) + 2), 5), sharex=True)
-    a1.bar(idx, [r["sigma_plus"] for r in rows], color=colors)
-    a1.set_ylabel("sigma_plus (singular-value scale)")
-    a2.bar(idx, [r["bulk_fraction"] for r in rows], color=colors)
-    a2.set_ylabel("bulk fraction")
+    kinds = list(dict.fromkeys(roles))
+    by_role = len(kinds) <= 10 and any(b is not None for b in blocks)
+    cmap = plt.get_cmap("tab10")
+    colors = [cmap(kinds.index(r)) if by_role else "C0" for r in roles]
+    width = min(max(8.0, 0.09 * len(rows) + 3.0), 30.0)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(width, 6.0), sharex=True)
+    for ax, key in ((a1, "sigma_plus"), (a2, "bulk_fraction")):
+        values = [np.nan if r[key] is None else r[key] for r in rows]
+        bars = ax.bar(idx, values, color=colors, width=0.85)
+        for bar, r in zip(bars, rows, strict=True):
+            if r["status"] != "ok":
+                bar.set_hatch("///")
+                bar.set_alpha(0.45)
+    a1.set_ylabel("edge sigma_plus", fontsize=9)
+    a2.set_ylabel("bulk fraction", fontsize=9)
     a2.set_ylim(0, 1.05)
-    step = max(1, len(rows) // 40)
-    a2.set_xticks(idx[::step])
-    a2.set_xticklabels([_short(r["path"], 2) for r in rows][::step], rotation=90, fontsize=5)
-    a1.set_title("MP bulk edge and bulk fraction per layer (grey: status != ok)", fontsize=9)
+    fig.align_ylabels((a1, a2))
+    _block_axis(a2, blocks, layer_labels(paths))
+    for ax in (a1, a2):
+        for i in range(1, len(rows)):
+            if blocks[i] != blocks[i - 1]:
+                ax.axvline(i - 0.5, color="0.85", lw=0.8, zorder=0)
+    handles = [Patch(color=cmap(kinds.index(k)), label=k) for k in kinds] if by_role else []
+    if any(r["status"] != "ok" for r in rows):
+        handles.append(Patch(facecolor="white", edgecolor="0.3", hatch="///", label="status != ok"))
+    if handles:
+        a1.legend(handles=handles, fontsize=8, ncols=min(len(handles), 7), loc="lower left",
+                  bbox_to_anchor=(0, 1.02), frameon=False)  # fmt: skip
+    method = getattr(report, "config", {}).get("method", "bema")
+    fig.suptitle(f"MP bulk edge ({method}) and bulk fraction per layer", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _block_axis(ax: Any, blocks: list[int | None], labels: list[str]) -> None:
+    """x ticks: the block index under each block's bars, the label of any other layer."""
+    ticks, names = [], []
+    i = 0
+    while i < len(blocks):
+        j = i
+        while j + 1 < len(blocks) and blocks[j + 1] == blocks[i]:
+            j += 1
+        if blocks[i] is None:
+            ticks += list(range(i, j + 1))
+            names += labels[i : j + 1]
+        else:
+            ticks.append((i + j) / 2)
+            names.append(str(blocks[i]))
+        i = j + 1
+    ax.set_xticks(ticks)
+    for text in ax.set_xticklabels(names, fontsize=8):
+        text.set_rotation(90 if len(text.get_text()) > 3 else 0)
+    if any(b is not None for b in blocks):
+        ax.set_xlabel("block", fontsize=9)
+    ax.set_xlim(-0.7, len(blocks) - 0.3)

@@ -1,11 +1,15 @@
 """The prune job: load a model, prune, distill, evaluate and report."""
 
-from mpjax.pipeline import job, report
+from mpjax.pipeline import job, macs, report, workdir
 from mpjax.pipeline.job import (
     SHIPPED,
     VIT_BLOCKS,
     PruneJob,
     run,
+)
+from mpjax.pipeline.macs import (
+    layer_patterns,
+    mac_summary,
 )
 from mpjax.pipeline.report import (
     MacSummary,
@@ -16,13 +20,17 @@ from mpjax.pipeline.report import (
 
 __all__ = [
     "job",
+    "macs",
     "report",
+    "workdir",
     "SHIPPED",
     "VIT_BLOCKS",
     "MacSummary",
     "PruneJob",
     "PruneReport",
     "format_table",
+    "layer_patterns",
+    "mac_summary",
     "run",
     "write_report",
 ]

@@ -10,18 +10,29 @@ This is the product's main job and what ``mpjax prune`` and ``mpjax demo`` run:
    low-rank), capturing calibration inputs and a gradient function from the data when the
    method needs them;
 4. recover with a short frozen-mask distillation from the dense model
-   (:func:`mpjax.training.distill`), optionally with ToMe on both models;
-5. evaluate dense / pruned / distilled accuracy, account MACs (:func:`mpjax.arch.vit_macs`),
-   and save an orbax checkpoint (params with zeros, masks beside them) and a report
-   (:mod:`mpjax.pipeline.report`: JSON, markdown and PNG) in the output directory.
+   (:func:`mpjax.training.distill`), optionally with ToMe on both models, in ``OUT/distill``:
+   an interrupted run of the same job resumes there, a folder mpjax did not write is never
+   touched (:mod:`mpjax.pipeline.workdir`);
+5. evaluate dense / pruned / distilled accuracy, count MACs from the masks that were
+   applied (:mod:`mpjax.pipeline.macs`), and save an orbax checkpoint (params with zeros,
+   masks beside them) and a report (:mod:`mpjax.pipeline.report`: JSON, markdown and PNG)
+   in the output directory.
+
+With ``progress`` every step says what it does on stderr (one line each; data loading and
+CAST log their own lines, evaluation and distillation show a bar on a terminal and log lines
+elsewhere).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import shutil
+import logging
+import sys
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +44,9 @@ import optax
 from mpjax import arch, checkpoint, data, tree
 from mpjax.models import LoadedModel, load_model, sources, vit
 from mpjax.mp import analyze_to_dir
-from mpjax.pipeline.report import MacSummary, PruneReport, write_report
+from mpjax.pipeline import workdir as distill_dir
+from mpjax.pipeline.macs import mac_summary
+from mpjax.pipeline.report import PruneReport, write_report
 from mpjax.pruning import METHODS, parse_target, permute_vit, prune
 from mpjax.training import DistillConfig, distill, evaluate, prepare_images
 
@@ -68,6 +81,7 @@ class PruneJob:
     include: str | None = None  # glob of layers to prune (default: ViT blocks, else all)
     seed: int = 0  # data order of calibration and distillation
     progress: bool = True  # progress bars
+    overwrite: bool = False  # replace OUT/distill of another prune job (never a foreign one)
 
     def validate(self) -> None:
         """Check every option before any work starts.
@@ -88,6 +102,11 @@ class PruneJob:
             raise ValueError("--tome, --distill-steps must be >= 0 and --calib-images >= 1.")
         if (method.needs_grad_fn or method.needs_calibration) and self.data is None:
             raise ValueError(f"--method {self.method} needs calibration data: pass --data.")
+        if self.method == "lowrank" and self.distill_steps and self.data is not None:
+            raise ValueError(
+                "--distill-steps: low rank keeps no mask, so distillation would "
+                "train the full matrices and undo the rank; pass --distill-steps 0."
+            )
 
 
 def _load_splits(spec: str, data_dir: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -126,18 +145,65 @@ def _tokens_per_layer(model: LoadedModel, views, tome_r: int) -> dict[str, int] 
     return out
 
 
-def _mac_summary(model: LoadedModel, pattern: str, tome_r: int) -> MacSummary | None:
-    if model.config is None:
+def _say(job: PruneJob, text: str) -> None:
+    """One progress line on stderr (``prune: ...``) when the job shows progress."""
+    if job.progress:
+        print(f"prune: {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _library_log(enabled: bool) -> Iterator[None]:
+    """Show the INFO lines of the ``mpjax`` loggers (data loading, CAST) on stderr."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("mpjax")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("prune: %(message)s"))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _lowrank(pruning: dict[str, Any], views) -> dict[str, Any] | None:
+    """The report's ``lowrank`` field: ranks, parameter share removed, what is stored."""
+    if "lowrank_rank" not in pruning:
         return None
-    nm = None if pattern == "unstructured" else pattern
-    sparse = {t: nm for t in ("qkv", "proj", "fc1", "fc2")} if nm else None
-    dense = arch.vit_macs(model.config)
-    pruned = arch.vit_macs(model.config, sparse, tome_r=tome_r)
-    return MacSummary(
-        dense_gmac=dense.dense_total / 1e9,
-        pruned_gmac=pruned.total / 1e9,
-        reduction=1 - pruned.total / dense.dense_total,
-    )
+    ranks = {p: int(r) for p, r in pruning["lowrank_rank"].items()}
+    return {"ranks": ranks, "params_removed": 1.0 - float(pruning["lowrank_density"]),
+            "stored": "the checkpoint holds each rank-r matrix dense, in place of W "
+                      "(no zeros, no factors)"}  # fmt: skip
+
+
+def _lowrank_rows(layers: list[dict[str, Any]], ranks: dict[str, int]) -> list[dict[str, Any]]:
+    """Per-layer rows with ``rank`` and the parameter share two rank-r factors would save."""
+    out = []
+    for r in layers:
+        if r["path"] in ranks:
+            d_out, d_in = r["shape"]
+            kept = min(ranks[r["path"]] * (d_out + d_in), d_out * d_in)
+            r = dict(r, rank=ranks[r["path"]], sparsity=1 - kept / (d_out * d_in))
+        out.append(r)
+    return out
+
+
+def _check_out(out: Path) -> None:
+    """Create ``out`` or raise ValueError naming ``--out`` (a file, an unwritable parent)."""
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ValueError(f"--out: {out} is not a directory; pass a new or existing directory.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(
+            f"--out: cannot create {out} ({err.strerror}); pass a writable directory."
+        ) from None
 
 
 def _layer_inputs(model: LoadedModel, params, calib, tome_r: int) -> dict[str, np.ndarray]:
@@ -147,37 +213,39 @@ def _layer_inputs(model: LoadedModel, params, calib, tome_r: int) -> dict[str, n
     return {p: np.asarray(x[:CALIB_ROWS]) for p, x in inputs.items()}
 
 
-def _distill_dir(out: Path, job: PruneJob) -> Path:
-    """``out/distill``: resumed when the same job reruns, started afresh for another job."""
-    workdir, stamp = out / "distill", out / "distill.job.json"
-    text = json.dumps(dataclasses.asdict(job), sort_keys=True)
-    if workdir.exists() and (not stamp.exists() or stamp.read_text() != text):
-        shutil.rmtree(workdir)
-    stamp.write_text(text)
-    return workdir
-
-
 def run(job: PruneJob) -> PruneReport:
     """Run one pruning job end to end.
 
     Args:
-      job: what to prune and how; validated before any work.
+      job: what to prune and how; validated (options, ``--out`` and ``OUT/distill``)
+        before any work.
 
     Returns:
       The :class:`~mpjax.pipeline.report.PruneReport` also written to ``report.json``.
 
     Raises:
-      ValueError: for a bad option, source or data (named).
+      ValueError: for a bad option, source, data or output folder (named).
     """
     job.validate()
     out = Path(job.out)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_out(out)
+    if job.distill_steps and job.data is not None:
+        distill_dir.check(out, job)  # before any costly work
+    with _library_log(job.progress):
+        return _run(job, out)
+
+
+def _run(job: PruneJob, out: Path) -> PruneReport:
     started = time.perf_counter()
+    _say(job, f"loading {job.source}")
     model = load_model(job.source)
     params = model.params
     tree.check_finite(params)
     include = job.include or (VIT_BLOCKS if model.config is not None else None)
+    _say(job, "fitting the MP law to every layer")
     fits = analyze_to_dir(params, out / "analysis", include=include, progress=job.progress)
+    if job.data:
+        _say(job, f"loading {job.data}")
     sets = _load_splits(job.data, job.data_dir) if job.data else None
     if sets is not None and model.config is None:
         raise ValueError("--data: evaluation needs a ViT source; drop --data for this model.")
@@ -189,36 +257,55 @@ def run(job: PruneJob) -> PruneReport:
         calib = sets["train"][0][idx], sets["train"][1][idx]
     perms = {}
     if job.permute and n is not None:
+        _say(job, f"choosing {job.pattern} input-channel permutations")
         inputs = _layer_inputs(model, params, calib, job.tome_r) if calib else None
         params, perms = permute_vit(params, n, calib_inputs=inputs)
     apply_fn = model.apply_fn(job.tome_r) if model.config is not None else None
     method = METHODS[job.method]  # the registry says which signals the method takes
     signals: dict[str, Any] = {}
     if method.needs_calibration:
+        _say(job, f"calibration: capturing the layer inputs of {len(calib[0])} images")
         signals["calib_inputs"] = _layer_inputs(model, params, calib, job.tome_r)
     if method.uses_grad_fn and calib is not None:
         signals["grad_fn"] = _grad_fn(apply_fn, *calib)
     views = tree.select(params, include=include)
-    pruned, masks, pruning = prune(
-        params, job.method, job.pattern, job.sparsity, include=include,
-        tokens=_tokens_per_layer(model, views, job.tome_r), on_indivisible="skip", **signals,
-    )  # fmt: skip
+    _say(job, f"pruning {len(views)} layer{'s' * (len(views) != 1)}: {job.method} {job.pattern}")
+    with warnings.catch_warnings():  # skipped layers are listed in the report instead
+        warnings.filterwarnings("ignore", message="N:M skipped", category=UserWarning)
+        pruned, masks, pruning = prune(
+            params, job.method, job.pattern, job.sparsity, include=include,
+            tokens=_tokens_per_layer(model, views, job.tome_r), on_indivisible="skip", **signals,
+        )  # fmt: skip
+    if pruning["skipped"]:
+        _say(job, f"{len(pruning['skipped'])} layers left dense (report.md says why)")
     accuracy: dict[str, Any] = {}
     final = pruned
     if sets is not None:
         final, accuracy = _evaluate_and_distill(job, model, apply_fn, params, pruned, masks, sets)
+    summary, lowrank = pruning["summary"], _lowrank(pruning, views)
+    layers = summary["layers"]
+    sparsity, global_sparsity = summary["pruned_layers_sparsity"], summary["sparsity"]
+    if lowrank is not None:
+        layers = _lowrank_rows(layers, lowrank["ranks"])
+        total = sum(r["params"] for r in layers)
+        sparsity = lowrank["params_removed"]
+        global_sparsity = sum(r["sparsity"] * r["params"] for r in layers) / total
+    macs = None
+    if model.config is not None:
+        macs = mac_summary(model.config, masks, job.pattern, job.tome_r,
+                           ranks=lowrank and lowrank["ranks"], views=views)  # fmt: skip
     report = PruneReport(
         source=job.source, method=job.method, pattern=job.pattern, tome_r=job.tome_r,
-        permuted=bool(perms), sparsity=pruning["summary"]["pruned_layers_sparsity"],
-        global_sparsity=pruning["summary"]["sparsity"], skipped=pruning["skipped"],
-        macs=_mac_summary(model, job.pattern, job.tome_r), **accuracy,
+        permuted=bool(perms), sparsity=sparsity, global_sparsity=global_sparsity,
+        skipped=pruning["skipped"], macs=macs, lowrank=lowrank, **accuracy,
         seconds=time.perf_counter() - started,
     )  # fmt: skip
     meta = {"job": dataclasses.asdict(job), "result": json.loads(report.to_json())}
     if model.config is not None:
         meta["vit_config"] = dataclasses.asdict(model.config)
+    _say(job, f"saving the checkpoint and the report in {out}")
     checkpoint.save_params(out / "checkpoint", final, masks, meta)
-    write_report(out, report, pruning["summary"]["layers"], fits)
+    write_report(out, report, layers, fits)
     return report
 
 
@@ -233,10 +320,15 @@ def _evaluate_and_distill(job: PruneJob, model: LoadedModel, apply_fn, params, p
         a[: job.eval_images] for a in sets["test"]
     )  # fmt: skip
     dense_fn = model.apply_fn(0)
-    fields: dict[str, Any] = {"acc_dense": evaluate(model.params, dense_fn, *test)}
+
+    def accuracy(what: str, p, fn) -> float:
+        _say(job, f"evaluating the {what} model on {len(test[0])} test images")
+        return evaluate(p, fn, *test, progress=job.progress)
+
+    fields: dict[str, Any] = {"acc_dense": accuracy("dense", model.params, dense_fn)}
     if job.tome_r:
-        fields["acc_dense_tome"] = evaluate(params, apply_fn, *test)
-    fields["acc_pruned"] = fields["acc_distilled"] = evaluate(pruned, apply_fn, *test)
+        fields["acc_dense_tome"] = accuracy(f"dense + ToMe r={job.tome_r}", params, apply_fn)
+    fields["acc_pruned"] = fields["acc_distilled"] = accuracy("pruned", pruned, apply_fn)
     final = pruned
     if job.distill_steps:
         config = DistillConfig(
@@ -244,11 +336,16 @@ def _evaluate_and_distill(job: PruneJob, model: LoadedModel, apply_fn, params, p
             warmup_steps=max(1, job.distill_steps // 10), batch_size=job.batch_size,
             seed=job.seed, log_every=max(1, job.distill_steps // 10), progress=job.progress,
         )  # fmt: skip
-        workdir = _distill_dir(Path(job.out), job)
+        workdir, action = distill_dir.claim(job.out, job)
+        _say(
+            job,
+            f"distilling for {job.distill_steps} steps in {workdir}"
+            + (" (resuming the earlier run of this job)" if action == "resume" else ""),
+        )
         final, summary = distill(
             pruned, params, masks, apply_fn, sets["train"], config, workdir,
             teacher_apply_fn=dense_fn,
         )  # fmt: skip
-        fields["acc_distilled"] = evaluate(final, apply_fn, *test)
+        fields["acc_distilled"] = accuracy("distilled", final, apply_fn)
         fields["distill"] = {k: summary[k] for k in ("steps", "seconds") if k in summary}
     return final, fields

@@ -22,13 +22,19 @@ a running minimum (``lax.scan``): memory is ``rows * groups * chunk``, never
 ``patterns * rows * groups``. The magnitude top-k pattern of each group is always evaluated
 too, so CAST's cost is never above the magnitude N:M cost even with sampled patterns.
 
+Progress: :func:`cast` logs one line per layer at INFO level on the ``mpjax.pruning.cast``
+logger (at most one every :data:`LOG_INTERVAL` seconds, plus the first and the last), which
+``mpjax prune`` shows.
+
 See `docs/method/cast.md` (CAST).
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any, NamedTuple
@@ -41,6 +47,9 @@ from mpjax import tree
 from mpjax.pruning import nm
 
 PyTree = Any
+#: Seconds between two progress lines of :func:`cast`.
+LOG_INTERVAL = 5.0
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "CastResult",
@@ -301,7 +310,12 @@ def cast(
     sw = tree.matrices(ser_params, views) if ser_params is not None else {}
     sm = tree.flatten(ser_masks) if ser_masks is not None else {}
     new_w, new_m, results = {}, {}, {}
-    for p, v in views.items():
+    started = last = time.perf_counter()
+    for i, (p, v) in enumerate(views.items()):
+        if i == 0 or time.perf_counter() - last >= LOG_INTERVAL:
+            _log.info("CAST %d:%d: layer %d/%d %s (%d candidate patterns)", k, n, i + 1,
+                      len(views), p, len(pats))  # fmt: skip
+            last = time.perf_counter()
         M = tree.to_matrix(sm[p], v) if p in sm else None
         res = cast_matrix(
             dense[p],
@@ -315,4 +329,5 @@ def cast(
             chunk=chunk,
         )
         new_w[p], new_m[p], results[p] = res.weights, tree.from_matrix(res.mask, v), res
+    _log.info("CAST %d:%d: %d layers in %.1f s", k, n, len(views), time.perf_counter() - started)
     return tree.replace_matrices(params, new_w, views), tree.unflatten_like(params, new_m), results

@@ -5,10 +5,13 @@ the leaf's shape (``True`` = weight kept), every other leaf holds ``None`` (opta
 contract). N:M masks live in :mod:`mpjax.pruning.nm`. See `docs/method/budgets.md` (exact
 counts and ties).
 
-Exact counts: a target sparsity ``s`` over ``N`` entries removes exactly
-``round_half_up(s * N)`` of them. Ties in the score are broken deterministically: among equal
+Exact counts: a target sparsity ``s`` over ``N`` entries removes ``s * N`` rounded to the
+nearest integer, ties down (``ceil(s * N - 1/2)``), and never all ``N``: a ``1 x 1`` layer
+at ``s = 0.5`` keeps its weight, a ``3 x 3`` one loses 4 of 9 (0.444), and in global scope
+every layer keeps at least its highest-scoring entry (a sparsity of 1 is not accepted, so no
+layer is ever removed whole). Ties in the score are broken deterministically: among equal
 scores the entry with the lower flat index is removed first (a stable sort on
-``(score, index)``).
+``(score, index)``). See `docs/method/budgets.md` (exact counts and ties).
 """
 
 from __future__ import annotations
@@ -49,9 +52,20 @@ def check_sparsity(sparsity: Any, name: str = "sparsity") -> None:
 
 
 def n_remove(sparsity: Any, size: int) -> jax.Array:
-    """``round_half_up(sparsity * size)`` as int32 (traceable)."""
+    """Entries removed at ``sparsity`` out of ``size``, as int32 (traceable).
+
+    ``sparsity * size`` rounded to the nearest integer, ties down, and at most ``size - 1``:
+    a sparsity below 1 never removes everything.
+
+    Examples:
+      >>> [int(n_remove(0.5, n)) for n in (1, 2, 3, 9)]
+      [0, 1, 1, 4]
+      >>> int(n_remove(0.99, 10)), int(n_remove(0.26, 100))
+      (9, 26)
+    """
     s = jnp.asarray(sparsity, jnp.float32)
-    return jnp.floor(s * size + 0.5).astype(jnp.int32)
+    count = jnp.ceil(s * size - 0.5).astype(jnp.int32)
+    return jnp.clip(count, 0, max(int(size) - 1, 0))
 
 
 def _sortable_key(x: jax.Array) -> jax.Array:
@@ -89,10 +103,11 @@ def remove_lowest(score: jax.Array, count: Any) -> jax.Array:
 
 
 def topk_mask(score: jax.Array, sparsity: Any) -> jax.Array:
-    """Keep all but the ``round(sparsity * size)`` lowest-scoring entries of ``score``.
+    """Keep all but the :func:`n_remove` lowest-scoring entries of ``score``.
 
-    Exact count, deterministic ties (lower flat index removed first). ``sparsity`` may be
-    traced, so one compiled function serves every sparsity.
+    Exact count (``sparsity * size`` rounded to nearest, ties down, never every entry),
+    deterministic ties (lower flat index removed first). ``sparsity`` may be traced, so one
+    compiled function serves every sparsity.
 
     Args:
       score: scores of any shape.
@@ -120,7 +135,9 @@ def score_masks(
         union of all entries reaches it exactly; layers end up with different sparsities).
 
     Returns:
-      ``{path: bool mask}``.
+      ``{path: bool mask}``. Every layer keeps at least one entry: in global scope the
+      highest-scoring entry of each layer (the last one among equal scores) is removed only
+      after everything else, so it survives unless the layer would otherwise be removed whole.
     """
     if scope == "layer":
         per = sparsity if isinstance(sparsity, Mapping) else dict.fromkeys(scores, sparsity)
@@ -129,13 +146,24 @@ def score_masks(
         raise ValueError(f"scope={scope!r}; expected 'layer' or 'global'.")
     if isinstance(sparsity, Mapping):
         raise ValueError("scope='global' takes one float sparsity, not a per-layer mapping.")
-    flat = jnp.concatenate([jnp.ravel(s).astype(jnp.float32) for s in scores.values()])
-    keep = topk_mask(flat, sparsity)
+    flat = jnp.concatenate([_protect_top(jnp.ravel(s).astype(jnp.float32))
+                            for s in scores.values()])
+    keep = remove_lowest(flat, jnp.minimum(n_remove(sparsity, flat.size), flat.size - len(scores)))
     out, start = {}, 0
     for p, s in scores.items():
         out[p] = keep[start : start + s.size].reshape(s.shape)
         start += s.size
     return out
+
+
+def _protect_top(score: jax.Array) -> jax.Array:
+    """``score`` with its highest entry (the last among equal ones) raised to ``+inf``.
+
+    Removing lowest-first, that entry goes only once everything before it in the order is
+    gone, i.e. only when the layer would be removed whole: the result is otherwise unchanged.
+    """
+    last = score.size - 1 - jnp.argmax(score[::-1])
+    return score.at[last].set(jnp.inf)
 
 
 def magnitude_masks(

@@ -205,6 +205,10 @@ def lowrank_report(req: PruneRequest, params: PyTree, pruned: PyTree, masks: PyT
                    views: Mapping[str, tree.LayerView]) -> dict[str, Any]:
     """``lowrank_rank`` per layer and ``lowrank_density``, the factored parameter share.
 
+    A layer holds ``min(r (d_out + d_in), d_out d_in)`` parameters: as two rank-``r``
+    factors, or dense where the factors would not be smaller (tiny layers, whose rank is
+    clipped to at least 1).
+
     Args:
       req: the validated request (``sparsity`` is used).
       params, pruned, masks: the dense parameters, the result and its (empty) masks.
@@ -214,6 +218,7 @@ def lowrank_report(req: PruneRequest, params: PyTree, pruned: PyTree, masks: PyT
       ``{"lowrank_rank": {path: rank}, "lowrank_density": float}``.
     """
     ranks = {p: rank_for_density(v.shape, 1.0 - req.sparsity) for p, v in views.items()}
-    factored = sum(r * (views[p].d_out + views[p].d_in) for p, r in ranks.items())
+    factored = sum(min(r * (views[p].d_out + views[p].d_in), views[p].d_out * views[p].d_in)
+                   for p, r in ranks.items())  # fmt: skip
     return {"lowrank_rank": ranks,
             "lowrank_density": factored / sum(v.d_out * v.d_in for v in views.values())}

@@ -380,7 +380,7 @@ def prune(
         raise ValueError(f"method={method!r} cannot run under jax.jit; pass jit=False.")
     views = tree.select(params, include=include, exclude=exclude)
     if not views:
-        raise ValueError("no weight matrices selected; check include=/exclude=.")
+        raise ValueError(tree.empty_selection_message(params, include, exclude))
     report: dict[str, Any] = dict(method=method, pattern=pattern, target=s, skipped={})
     if n is not None:
         views, report["skipped"] = nm_views(views, n, on_indivisible)

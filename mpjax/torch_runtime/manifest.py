@@ -3,7 +3,13 @@
 Validation is strict and early; every failure is a :class:`ManifestError` (a ``ValueError``)
 whose message names the file or layer and what to do:
 
-* schema name and version, required keys and their types;
+* schema name and version (older and newer versions are refused), required keys and their
+  types;
+* ``content_sha256`` over every other field of the manifest: an edited configuration
+  (heads, ToMe ``r``, LayerNorm epsilon, patch size, the layer plan, ...) is refused, since
+  most of it cannot be seen in the weights' shapes;
+* the config's values the runtime interprets (GELU form, pooling, input layout, epsilon)
+  and the storage dtype of the weights;
 * the sha256 of every safetensors file against the manifest (tampered or truncated files);
 * every tensor's name and shape against the ViT the config describes;
 * every masked layer's mask against its pattern (at most ``k`` kept in each group of ``n``
@@ -47,6 +53,7 @@ _REQUIRED = {
     "tome_r": (int, list),
     "files": dict,
     "layers": list,
+    "content_sha256": str,
 }
 
 
@@ -63,15 +70,18 @@ def read_manifest(directory: str | Path, verify_hashes: bool = True) -> dict[str
         man = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ManifestError(f"{path}: not valid JSON ({err}); re-export.") from None
+    if not isinstance(man, dict):
+        raise ManifestError(f"{path}: not a JSON object; re-export.")
+    if man.get("schema") != export.SCHEMA:
+        raise ManifestError(f"{path}: schema {man.get('schema')!r}, expected {export.SCHEMA!r}.")
+    _check_version(path, man.get("schema_version"))
     for key, typ in _REQUIRED.items():
         if not isinstance(man.get(key), typ):
             raise ManifestError(f"{path}: field {key!r} missing or not {typ}; re-export.")
-    if man["schema"] != export.SCHEMA:
-        raise ManifestError(f"{path}: schema {man['schema']!r}, expected {export.SCHEMA!r}.")
-    if man["schema_version"] != export.SCHEMA_VERSION:
+    if export.manifest_digest(man) != man["content_sha256"]:
         raise ManifestError(
-            f"{path}: schema_version {man['schema_version']}, this runtime reads "
-            f"{export.SCHEMA_VERSION}; re-export with this mpjax version."
+            f"{path}: content_sha256 does not match the manifest's fields; the configuration "
+            "(heads, tome_r, layers, ...) was edited after export. Re-export; do not load it."
         )
     if "weights" not in man["files"]:
         raise ManifestError(f"{path}: files.weights missing; re-export.")
@@ -89,6 +99,45 @@ def read_manifest(directory: str | Path, verify_hashes: bool = True) -> dict[str
     return man
 
 
+def _check_version(path: Path, version: Any) -> None:
+    want = export.SCHEMA_VERSION
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ManifestError(f"{path}: schema_version {version!r} is not an integer; re-export.")
+    if version < want:
+        raise ManifestError(
+            f"{path}: schema_version {version} is older than the {want} this runtime reads "
+            "(its configuration is not verified); re-export with this mpjax version."
+        )
+    if version > want:
+        raise ManifestError(
+            f"{path}: schema_version {version} is newer than the {want} this runtime reads; "
+            "upgrade mpjax to load it."
+        )
+
+
+#: Values of the manifest's ``model`` the runtime interprets, and what it accepts.
+_MODEL_VALUES = {
+    ("config", "gelu_approximate"): ("none", "tanh"),
+    ("config", "pool"): ("tok",),
+    ("input_layout",): ("NCHW",),
+}
+
+
+def _check_model(man: dict[str, Any]) -> None:
+    for keys, allowed in _MODEL_VALUES.items():
+        value = man["model"]
+        for k in keys:
+            value = value.get(k) if isinstance(value, dict) else None
+        if value not in allowed:
+            field = ".".join(("model", *keys))
+            raise ManifestError(f"manifest {field}: {value!r}; this runtime runs {allowed}.")
+    eps = man["model"].get("config", {}).get("ln_eps")
+    if not isinstance(eps, float) or not 0 < eps < 1:
+        raise ManifestError(f"manifest model.config.ln_eps: {eps!r}; need a float in (0, 1).")
+    if man["dtype"] not in ("float32", "float16"):
+        raise ManifestError(f"manifest dtype: {man['dtype']!r}; exports are float32 or float16.")
+
+
 def _dims(man: dict[str, Any]) -> arch.ViTDims:
     cfg = man["model"].get("config", {})
     fields = [f.name for f in dataclasses.fields(arch.ViTDims)]
@@ -98,7 +147,7 @@ def _dims(man: dict[str, Any]) -> arch.ViTDims:
     return arch.ViTDims(**{f: cfg[f] for f in fields})
 
 
-def _check_tensors(sd: dict[str, torch.Tensor], model: TorchViT) -> None:
+def _check_tensors(sd: dict[str, torch.Tensor], model: TorchViT, dtype: str) -> None:
     want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing, extra = sorted(set(want) - set(sd)), sorted(set(sd) - set(want))
     if missing or extra:
@@ -111,6 +160,10 @@ def _check_tensors(sd: dict[str, torch.Tensor], model: TorchViT) -> None:
             raise ManifestError(
                 f"{export.WEIGHTS_FILE}: {k} has shape {tuple(sd[k].shape)}, the "
                 f"config needs {shape}; manifest and weights disagree."
+            )
+        if sd[k].dtype != getattr(torch, dtype):
+            raise ManifestError(
+                f"{export.WEIGHTS_FILE}: {k} is {sd[k].dtype}, the manifest says {dtype}; re-export."
             )
 
 
@@ -155,6 +208,7 @@ def load_export(directory: str | Path, verify_hashes: bool = True) -> Export:
     from safetensors.torch import load_file
 
     man = read_manifest(directory, verify_hashes)
+    _check_model(man)
     dims = _dims(man)
     try:
         arch.per_block_r(man["tome_r"], dims.layers)
@@ -167,7 +221,7 @@ def load_export(directory: str | Path, verify_hashes: bool = True) -> Export:
     cfg = man["model"]["config"]
     with torch.device("meta"):
         skeleton = TorchViT(dims, cfg.get("ln_eps", 1e-6), cfg.get("gelu_approximate", "none"))
-    _check_tensors(sd, skeleton)
+    _check_tensors(sd, skeleton, man["dtype"])
     for row in man["layers"]:
         if not isinstance(row, dict) or f"{row.get('torch')}.weight" not in sd:
             raise ManifestError(f"manifest layers: entry {row!r} names no weight; re-export.")
@@ -195,11 +249,17 @@ def build_model(
       dtype: compute dtype (float32 for parity; float16/bfloat16 for the GPU runtime).
       device: target device.
       backend: ``"dense"`` (masked weights, dense GEMMs), ``"cslt"`` or ``"wrapper"`` (2:4
-        kernels on the layers marked sparse; needs CUDA and fp16/bf16).
+        kernels on the layers marked sparse; needs CUDA, fp16/bf16 and an export with at
+        least one such layer: ``manifest["sparse_2_4"]``).
       tome_r: override the manifest's ToMe ``r``.
       **sparse_kwargs: forwarded to :func:`mpjax.torch_runtime.sparse.sparsify`.
     """
     exp = source if isinstance(source, Export) else load_export(source)
+    if backend != "dense" and not sparse_layers(exp.manifest):
+        raise ValueError(
+            f"backend={backend!r}: no layer of this export is marked for 2:4 execution "
+            f"(pattern {exp.manifest.get('pattern')!r}); use backend='dense'."
+        )
     cfg = exp.manifest["model"]["config"]
     model = TorchViT(
         exp.dims,

@@ -1,5 +1,6 @@
 """Training and frozen-mask distillation: the KD loss, the masked optax transformation, the
-data-parallel step and loop, evaluation and recipes (the shipped model itself is :mod:`mpjax.models.shipped`).
+data-parallel step and resumable loop, progress, evaluation and recipes (the shipped model
+itself is :mod:`mpjax.models.shipped`).
 
 See `docs/method/distillation.md` for the loss and the frozen masks.
 """
@@ -12,10 +13,13 @@ from mpjax.training import (
     loop,
     masked,
     mesh,
+    progress,
     recipes,
+    runs,
 )
 from mpjax.training.config import (
     DistillConfig,
+    checkpoint_interval,
     make_optimizer,
     make_schedule,
 )
@@ -43,10 +47,14 @@ from mpjax.training.masked import (
 from mpjax.training.mesh import (
     make_mesh,
 )
+from mpjax.training.progress import (
+    Progress,
+)
 from mpjax.training.recipes import (
     DISTILL_CONFIGS,
     RECIPES,
     Recipe,
+    mlp_apply_fn,
     train_and_evaluate,
     vit_apply_fn,
 )
@@ -59,13 +67,17 @@ __all__ = [
     "loop",
     "masked",
     "mesh",
+    "progress",
     "recipes",
+    "runs",
     "DISTILL_CONFIGS",
     "DistillConfig",
     "MaskedUpdatesState",
+    "Progress",
     "RECIPES",
     "Recipe",
     "TrainState",
+    "checkpoint_interval",
     "distill",
     "evaluate",
     "kd_loss",
@@ -74,6 +86,7 @@ __all__ = [
     "make_optimizer",
     "make_schedule",
     "masked_updates",
+    "mlp_apply_fn",
     "prepare_images",
     "run_fingerprint",
     "train",

@@ -21,6 +21,7 @@ from mpjax.training.masked import masked_updates
 
 __all__ = [
     "DistillConfig",
+    "checkpoint_interval",
     "make_optimizer",
     "make_schedule",
 ]
@@ -56,11 +57,30 @@ class DistillConfig:
     seed: int = 0  # data order and augmentation keys: batch b of epoch e depends on (seed, e, b)
     # Devices, checkpoints, logging (these may change when a run is resumed, bar num_devices).
     num_devices: int | None = None  # devices of the 'data' mesh axis; None = all local ones
-    checkpoint_every: int = 0  # save a resumable checkpoint every N steps; 0 = only at the end
+    # Save a resumable checkpoint every N steps and at the end; 0 = only at the end; None =
+    # every max(1, min(100, num_steps // 4)) steps (a 400-step run saves at 100, 200, 300, 400).
+    checkpoint_every: int | None = None
     log_every: int = 50  # metrics -> metrics.jsonl and the progress bar every N steps
     eval_batch_size: int = 1000  # batch size of evaluate()
     stop_after_steps: int | None = None  # stop early (pre-emption drill); schedule keeps num_steps
-    progress: bool = True  # tqdm progress bar (auto-disabled when stderr is not a terminal)
+    progress: bool = True  # a tqdm bar on a terminal, else a log line to stderr every 5 s
+
+
+def checkpoint_interval(config: DistillConfig, num_steps: int) -> int:
+    """Steps between two checkpoints of a run of ``num_steps`` (see ``checkpoint_every``).
+
+    Examples:
+      >>> checkpoint_interval(DistillConfig(), 400), checkpoint_interval(DistillConfig(), 20)
+      (100, 5)
+      >>> checkpoint_interval(DistillConfig(checkpoint_every=0), 20)
+      20
+    """
+    every = config.checkpoint_every
+    if every is None:
+        return max(1, min(100, num_steps // 4))
+    if every < 0:
+        raise ValueError(f"checkpoint_every: {every}; pass >= 0 (0: only at the end) or None.")
+    return every or num_steps
 
 
 def make_schedule(config: DistillConfig, num_steps: int) -> optax.Schedule:

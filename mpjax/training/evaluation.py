@@ -12,6 +12,7 @@ import numpy as np
 
 from mpjax.training.images import prepare_images
 from mpjax.training.mesh import batch_sharding, make_mesh, replicated
+from mpjax.training.progress import Progress
 
 __all__ = [
     "evaluate",
@@ -34,6 +35,7 @@ def evaluate(
     labels: np.ndarray,
     batch_size: int = 1000,
     num_devices: int | None = None,
+    progress: bool = True,
 ) -> float:
     """Top-1 accuracy of ``apply_fn(params, ., train=False)`` on ``(images, labels)``.
 
@@ -48,6 +50,8 @@ def evaluate(
       labels: int ``[N]``.
       batch_size: images per batch (rounded up to a multiple of the device count).
       num_devices: devices of the data mesh; ``None`` for all local ones.
+      progress: show progress when the evaluation takes more than a few seconds (a bar on
+        a terminal, log lines otherwise; :class:`~mpjax.training.progress.Progress`).
 
     Returns:
       The fraction of images whose arg-max logit is the label, in ``[0, 1]``.
@@ -62,6 +66,7 @@ def evaluate(
     params = jax.device_put(params, replicated(mesh))
     shard = batch_sharding(mesh)
     correct = 0
+    bar = Progress(len(images), "evaluate", unit="image", enabled=progress)
     for start in range(0, len(images), bs):
         x, y = np.asarray(images[start : start + bs]), np.asarray(labels[start : start + bs])
         valid = np.arange(bs) < len(x)
@@ -70,4 +75,6 @@ def evaluate(
         y = np.concatenate([y, np.zeros(pad, y.dtype)]) if pad else y
         batch = jax.device_put((x, y, valid), shard)
         correct += int(_count_correct(apply_fn, params, *batch))
+        bar.update(len(y) - pad)
+    bar.close()
     return correct / len(images)

@@ -4,8 +4,9 @@ The code follows flax's examples: a :class:`~mpjax.training.config.DistillConfig
 commented fields (and the optimizer it describes,
 :func:`~mpjax.training.config.make_optimizer`), a jitted pure :func:`train_step`
 ``(state, batch) -> (state, metrics)`` with donated buffers, and a loop (:func:`train`,
-:func:`distill`) that adds checkpoints, resume, a tqdm progress bar and JSONL metrics
-around it.
+:func:`distill`) that adds periodic checkpoints, resume, a guard against non-finite losses,
+progress (:mod:`~mpjax.training.progress`) and JSONL metrics around it
+(:mod:`~mpjax.training.runs`).
 
 Models are any ``apply_fn(params, images, train: bool) -> logits``. Images reach it as
 float32 ``[B, H, W, C]`` in ``[0, 1]`` (:func:`~mpjax.training.images.prepare_images`).
@@ -24,10 +25,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +36,32 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
-from tqdm.auto import tqdm
 
 from mpjax import data as data_lib
 from mpjax.checkpoint import TrainCheckpointer
 from mpjax.pruning import apply_masks
-from mpjax.training.config import DistillConfig, make_optimizer, make_schedule
+from mpjax.training.config import (
+    DistillConfig,
+    checkpoint_interval,
+    make_optimizer,
+    make_schedule,
+)
 from mpjax.training.evaluation import evaluate
 from mpjax.training.images import prepare_images
 from mpjax.training.kd import kd_terms
 from mpjax.training.mesh import batch_sharding, make_mesh, replicated
-from mpjax.tree import flatten
+from mpjax.training.progress import Progress
+from mpjax.training.runs import (
+    NonFiniteGuard,
+    resume,
+    run_fingerprint,
+    stream_batches,
+    truncate_metrics,
+)
 
-# DistillConfig, make_optimizer, make_schedule (config.py) and make_mesh (mesh.py) are
-# re-exported: a run is configured, optimized and laid out through this module.
+# DistillConfig, make_optimizer, make_schedule (config.py), make_mesh (mesh.py) and
+# run_fingerprint (runs.py) are re-exported: a run is configured, optimized, laid out and
+# identified through this module.
 __all__ = [
     "DistillConfig",
     "TrainState",
@@ -169,10 +181,14 @@ def train(
 ) -> tuple[PyTree, dict]:
     """Train (or distill into) ``params`` with frozen ``masks``; resumable from ``workdir``.
 
-    Writes ``workdir/metrics.jsonl`` (one JSON object per logged step), checkpoints under
-    ``workdir/checkpoints`` (every ``config.checkpoint_every`` steps and at the end) and
-    ``workdir/summary.json``. If ``workdir`` holds a checkpoint, the run resumes from it and
-    reproduces the uninterrupted run bit for bit (same batches, keys and schedule).
+    Writes ``workdir/metrics.jsonl`` (one JSON object per logged step), atomic checkpoints
+    under ``workdir/checkpoints`` (:func:`~mpjax.training.config.checkpoint_interval`: by
+    default a quarter of the run, at most 100 steps apart, and at the end) and
+    ``workdir/summary.json``. If ``workdir`` holds a checkpoint, the run resumes from it
+    (printing ``resuming from step k`` to stderr), reproduces the uninterrupted run bit for
+    bit (same batches, keys and schedule) and drops the metrics rows logged after that step.
+    A loss that becomes NaN or infinite stops the run before anything else is saved: the
+    last good checkpoint stays.
 
     Args:
       params: initial parameters (masked first when ``masks`` is given); not donated.
@@ -192,13 +208,16 @@ def train(
 
     Raises:
       ValueError: when the batch size exceeds the data or does not divide over the devices,
-        or when ``workdir`` holds a checkpoint of a different run.
+        when ``workdir`` holds a checkpoint of a different run, or when the loss (or the
+        parameters) became non-finite (the message names the step and the last good
+        checkpoint).
     """
     images, labels = data
     steps_per_epoch = data_lib.num_batches(len(images), config.batch_size)
     if steps_per_epoch < 1:
         raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(images)} examples.")
     num_steps = config.num_steps or max(1, int(round(config.num_epochs * steps_per_epoch)))
+    save_every = checkpoint_interval(config, num_steps)
     mesh = make_mesh(config.num_devices)
     if config.batch_size % mesh.size:
         raise ValueError(
@@ -214,26 +233,46 @@ def train(
     state = jax.tree.map(jnp.copy, jax.device_put(state, replicated(mesh)))
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpt = TrainCheckpointer(workdir / "checkpoints", config.checkpoint_every or num_steps)
-    fingerprint = run_fingerprint(config, num_steps, masks, teacher_params is not None)
-    state = _resume(ckpt, state, fingerprint, workdir)
+    ckpt = TrainCheckpointer(workdir / "checkpoints", save_every)
+    try:
+        return _run(state, ckpt, workdir, images, labels, config, num_steps, masks, eval_data)
+    finally:
+        ckpt.close()
+
+
+def _run(
+    state: TrainState,
+    ckpt: TrainCheckpointer,
+    workdir: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    config: DistillConfig,
+    num_steps: int,
+    masks: PyTree | None,
+    eval_data: tuple[np.ndarray, np.ndarray] | None,
+) -> tuple[PyTree, dict]:
+    """The loop of :func:`train` from a step-0 ``state`` (resumed here from ``ckpt``)."""
+    teacher = state.teacher_params is not None
+    steps_per_epoch = data_lib.num_batches(len(images), config.batch_size)
+    fingerprint = run_fingerprint(config, num_steps, masks, teacher)
+    state = resume(ckpt, state, fingerprint, workdir)
     start = int(state.step)
+    truncate_metrics(workdir / "metrics.jsonl", start)
     stop = num_steps if config.stop_after_steps is None else min(num_steps, config.stop_after_steps)
-    bar = tqdm(
-        total=num_steps,
-        initial=start,
-        disable=None if config.progress else True,
-        desc="distill" if teacher_params is not None else "train",
-        unit="step",
-    )
-    schedule, shard = make_schedule(config, num_steps), batch_sharding(mesh)
+    desc = "distill" if teacher else "train"
+    bar = Progress(num_steps, desc, initial=start, enabled=config.progress)
+    guard = NonFiniteGuard(ckpt)
+    schedule = make_schedule(config, num_steps)
+    shard = batch_sharding(make_mesh(config.num_devices))
     t0 = t_log = time.perf_counter()
     last_log, loss = start, float("nan")
-    with open(workdir / "metrics.jsonl", "a") as log:
-        for step, (x, y) in _stream(images, labels, config, start, stop, steps_per_epoch):
+    with bar, open(workdir / "metrics.jsonl", "a") as log:
+        for step, (x, y) in stream_batches(images, labels, config, start, stop, steps_per_epoch):
             batch = jax.device_put({"image": x, "label": y}, shard)
             state, metrics = train_step(state, batch)
+            guard.record(step + 1, metrics["loss"])
             if (step + 1) % config.log_every == 0 or step + 1 == stop:
+                guard.check()
                 now = time.perf_counter()
                 ips = (step + 1 - last_log) * config.batch_size / max(now - t_log, 1e-9)
                 row = {
@@ -246,20 +285,16 @@ def train(
                 log.write(json.dumps(row) + "\n")
                 log.flush()
                 loss, t_log, last_log = row["loss"], now, step + 1
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}")
+                bar.set_postfix(loss=loss, img_s=round(ips))
             bar.update(1)
-            position = {
-                "epoch": (step + 1) // steps_per_epoch,
-                "batch": (step + 1) % steps_per_epoch,
-            }
-            ckpt.save(
-                step + 1,
-                state.replace(teacher_params=None),
-                {**position, "num_steps": num_steps, "fingerprint": fingerprint},
-                force=step + 1 == stop,
-            )
-    bar.close()
-    ckpt.close()
+            if (step + 1) % ckpt.save_every == 0 or step + 1 == stop:
+                guard.check(state.params)  # never save NaN parameters
+                position = {
+                    "epoch": (step + 1) // steps_per_epoch,
+                    "batch": (step + 1) % steps_per_epoch,
+                }
+                meta = {**position, "num_steps": num_steps, "fingerprint": fingerprint}
+                ckpt.save(step + 1, state.replace(teacher_params=None), meta, force=True)
     seconds = time.perf_counter() - t0
     summary = {
         "steps": int(state.step),
@@ -271,77 +306,11 @@ def train(
     }
     if eval_data is not None:
         summary["test_accuracy"] = evaluate(
-            state.params, apply_fn, *eval_data, config.eval_batch_size, config.num_devices
-        )
+            state.params, state.apply_fn, *eval_data, config.eval_batch_size, config.num_devices,
+            progress=config.progress,
+        )  # fmt: skip
     (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
     return state.params, summary
-
-
-def _stream(
-    images: np.ndarray,
-    labels: np.ndarray,
-    config: DistillConfig,
-    start: int,
-    stop: int,
-    steps_per_epoch: int,
-) -> Iterator[tuple[int, tuple[np.ndarray, np.ndarray]]]:
-    """``(step, (x, y))`` for steps ``start .. stop - 1``; batch b of epoch e is fixed by
-    ``(seed, e, b)`` (:func:`mpjax.data.batches`), so a resumed run sees the same data."""
-    step = start
-    while step < stop:
-        epoch, first = divmod(step, steps_per_epoch)
-        for xy in data_lib.batches(
-            images, labels, config.batch_size, config.seed, epoch, start_batch=first
-        ):
-            yield step, xy
-            step += 1
-            if step >= stop:
-                return
-
-
-def _resume(
-    ckpt: TrainCheckpointer, state: TrainState, fingerprint: str, workdir: Path
-) -> TrainState:
-    """``state`` restored from ``ckpt``'s latest step (if any), the teacher kept as given."""
-    if ckpt.latest_step() is None:
-        return state
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
-        state.replace(teacher_params=None),
-    )
-    restored, meta = ckpt.restore(abstract)
-    if meta.get("fingerprint") != fingerprint:
-        raise ValueError(
-            f"workdir: {workdir} holds a run with other masks, settings or length; "
-            "use a fresh workdir (or delete its checkpoints/) to start a new run."
-        )
-    return restored.replace(teacher_params=state.teacher_params)
-
-
-#: Config fields that may change between an interrupted run and its resumption.
-_VOLATILE = ("stop_after_steps", "progress", "log_every", "eval_batch_size", "checkpoint_every")
-
-
-def run_fingerprint(
-    config: DistillConfig, num_steps: int, masks: PyTree | None, teacher: bool
-) -> str:
-    """SHA-256 of what makes a run, so that a resume never continues another run.
-
-    Args:
-      config: the settings; the logging / stopping fields (``_VOLATILE``) are left out.
-      num_steps: length of the run.
-      masks: the frozen masks (their paths and bits) or None.
-      teacher: whether the run distills from a teacher.
-
-    Returns:
-      The hex digest.
-    """
-    h = hashlib.sha256()
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _VOLATILE}
-    h.update(json.dumps([settings, num_steps, teacher], sort_keys=True).encode())
-    for path, m in ({} if masks is None else flatten(masks)).items():
-        h.update(path.encode() + np.packbits(np.asarray(m, bool)).tobytes())
-    return h.hexdigest()
 
 
 def distill(

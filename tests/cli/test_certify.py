@@ -58,3 +58,34 @@ def test_main_certify_bad_inputs(ckpts):
         certify.main(
             [str(ckpts / "dense"), str(ckpts / "pruned"), "--data", str(ckpts / "empty.npz")]
         )
+
+
+@pytest.mark.parametrize(
+    "extra, flag",
+    [
+        (["--samples", "-5"], "--samples"),
+        (["--samples", "0"], "--samples"),
+        (["--data", "x.npy"], "--data .*x.npy: not an .npz"),
+        (["--data", "cifar10"], "--data cifar10"),
+    ],
+)
+def test_bad_options_name_the_flag(ckpts, tmp_path, extra, flag):
+    np.save(tmp_path / "x.npy", np.zeros((4, 12), np.float32))
+    with pytest.raises(ValueError, match=flag):
+        certify.main([str(ckpts / "dense"), str(ckpts / "pruned"),
+                      *[str(tmp_path / e) if e == "x.npy" else e for e in extra]])  # fmt: skip
+
+
+def test_an_npy_file_named_npz_is_a_clear_error(ckpts, tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((4, 12), np.float32))
+    (tmp_path / "x.npy").rename(tmp_path / "x.npz")
+    with pytest.raises(ValueError, match="--data .*x.npz"):
+        certify.main([str(ckpts / "dense"), str(ckpts / "pruned"), "--data",
+                      str(tmp_path / "x.npz")])  # fmt: skip
+
+
+def test_fashion_mnist_is_the_name_and_fmnist_an_alias():
+    assert certify.build_parser().parse_args(["a", "b"]).data == "fashion-mnist"
+    images, labels = certify._read_data("fmnist")
+    assert images.shape[0] == labels.shape[0] == 10000
+    assert certify._read_data("fashion-mnist")[0].shape == images.shape

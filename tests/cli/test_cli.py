@@ -37,3 +37,31 @@ def test_every_command_module_resolves():
 def test_python_dash_m():
     done = subprocess.run([sys.executable, "-m", "mpjax", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("mpjax ")
+
+
+def test_argparse_errors_are_one_line_naming_the_argument(capsys):
+    assert cli.main(["prune", "shipped", "--out", "x", "--eval-images", "many"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("mpjax prune: error: argument --eval-images")
+    assert cli.main(["analyze", "--out", "x"]) == 2  # the source is missing
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "source" in err
+    assert cli.main(["prune", "--help"]) == 0  # --help still exits 0, in process too
+    assert "--overwrite" in capsys.readouterr().out
+
+
+def test_an_oserror_or_multiline_error_is_one_line(monkeypatch, capsys):
+    def fail(argv):
+        raise NotADirectoryError(20, "Not a directory", "/x/y")
+
+    monkeypatch.setattr(cli, "command_main", lambda name: fail)
+    assert cli.main(["analyze"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "/x/y" in err
+
+    def dump(argv):
+        raise ValueError("checkpoint: truncated.\n" + "tensorstore dump\n" * 60)
+
+    monkeypatch.setattr(cli, "command_main", lambda name: dump)
+    assert cli.main(["analyze"]) == 2
+    assert capsys.readouterr().err == "mpjax analyze: error: checkpoint: truncated. ...\n"

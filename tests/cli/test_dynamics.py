@@ -6,6 +6,7 @@ import os
 import dynamics_fixtures
 import pytest
 
+from mpjax.cli import dispatch, output
 from mpjax.cli.dynamics import build_parser, main
 from mpjax.dynamics import Arm, read_index
 from mpjax.dynamics.config import replace, to_dict
@@ -18,12 +19,15 @@ TINY = replace(
 )
 
 
-def test_main_with_json_config_then_resume_with_the_stored_one(tmp_path):
+def test_main_with_json_config_then_resume_with_the_stored_one(tmp_path, capsys):
     path = tmp_path / "cfg.json"
     path.write_text(json.dumps(to_dict(TINY)))
     out = str(tmp_path / "cli")
     assert main(["--config", str(path), "--out", out]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"run written to {out}: summary.json, plots/")
+    os.remove(os.path.join(out, output.MARKER))  # a run made before the marker existed
     assert main(["--out", out, "--resume", "--epochs", "2", "--no-plots"]) == 0
+    assert output.owned(out, "dynamics")
     assert [e["epoch"] for e in read_index(out)] == [0, 1, 2]
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert [a["arm"] for a in summary["arms"]] == ["none", "L2", "L1"]
@@ -45,3 +49,18 @@ def test_parser_keeps_the_flags():
     assert (args.config, args.out, args.resume, args.epochs, args.no_plots) == (
         None, "d", False, 3, False,
     )  # fmt: skip
+
+
+def test_foreign_or_bad_out_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    (tmp_path / "file").write_text("keep")
+    for bad in ("mine", "file", "file/sub"):
+        code = dispatch.main(["dynamics", "--config", "small", "--out", str(tmp_path / bad)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "--out" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine"]
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
+    # argparse errors are one line too (--config is required without a stored run)
+    assert dispatch.main(["dynamics", "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

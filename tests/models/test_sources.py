@@ -152,3 +152,57 @@ def test_shipped_model(tmp_path, monkeypatch):
     npz.write_npz(tmp_path / "shipped", tree.flatten(params))
     with pytest.raises(ValueError, match="unsupported file type"):
         sources.load_source("shipped")
+
+
+NONFINITE_LEAVES = (
+    "Transformer/encoderblock_1/LayerNorm_0/scale",
+    "Transformer/encoderblock_0/MlpBlock_0/Dense_0/bias",
+    "Transformer/posembed_input/pos_embedding",
+    "cls",
+)
+
+
+def _poisoned(params, path, value):
+    flat = {k: np.array(v) for k, v in tree.flatten(params).items()}
+    flat[path].reshape(-1)[-1] = value
+    return flat
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+@pytest.mark.parametrize("leaf", NONFINITE_LEAVES)
+def test_nonfinite_leaf_outside_weight_matrices_is_refused(params, tmp_path, leaf, value):
+    """NaN/Inf in a LayerNorm scale, a bias or an embedding: every source kind refuses it."""
+    flat = _poisoned(params, leaf, value)
+    npz.write_npz(tmp_path / "bad.npz", flat)
+    with pytest.raises(ValueError, match=f"bad.npz.*'{leaf}'.*NaN or Inf"):
+        sources.load_source(tmp_path / "bad.npz")
+    with pytest.raises(ValueError, match=f"'{leaf}'.*NaN or Inf"):
+        sources.load_vit_checkpoint(tmp_path / "bad.npz", CFG)
+
+
+def test_nonfinite_leaf_refused_for_every_source_kind(params, tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    from mpjax import checkpoint
+    from mpjax.models import shipped
+
+    leaf = "Transformer/encoderblock_1/LayerNorm_0/scale"
+    bad = npz.unflatten_dict(_poisoned(params, leaf, np.nan))
+    timm = convert.flax_to_timm(params, CFG)
+    timm["blocks.1.norm1.weight"][0] = np.inf  # the same LayerNorm, torch layout
+    save_file(timm, tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match="'blocks.1.norm1.weight'.*NaN or Inf"):
+        sources.load_source(tmp_path / "bad.safetensors")
+    with pytest.raises(ValueError, match=f"'{leaf}'.*NaN or Inf"):
+        sources.load_vit_checkpoint(tmp_path / "bad.safetensors", CFG)
+    checkpoint.save_params(tmp_path / "ckpt", bad)
+    with pytest.raises(ValueError, match=f"ckpt.*'{leaf}'.*NaN or Inf"):
+        sources.load_source(tmp_path / "ckpt")
+    monkeypatch.setattr(sources, "random_init", lambda config, seed=0: bad)
+    with pytest.raises(ValueError, match=f"vit-ti16.*'{leaf}'"):
+        sources.load_source("vit-ti16")
+    monkeypatch.setattr(shipped, "load_shipped_model", lambda: (bad, CFG, {}))
+    with pytest.raises(ValueError, match=f"shipped.*'{leaf}'"):
+        sources.load_source(sources.SHIPPED)
+    masks_only_ints = {"w": np.ones((2, 2), np.float32), "step": np.array(3), "m": np.ones(2, bool)}
+    tree.check_finite_leaves(masks_only_ints)  # ints and bools are not checked

@@ -113,3 +113,99 @@ def test_bad_fit_options_fail_before_spectra(rng):
     with pytest.raises(ValueError, match="beta"):
         analysis.analyze(noisy_params(rng), beta=1.5, progress=False)
     assert mp.METHODS == ("bema", "gavish_donoho", "calibrated")
+
+
+VIT_TI_SHAPES = ((192, 192), (768, 192), (192, 768), (576, 192))  # (d_out, d_in): q/k/v, fc1, fc2, qkv
+
+
+def _vit_shaped(seed: int, spiked: bool) -> tuple[np.ndarray, int]:
+    """A ViT-Ti-shaped ``(d_out, d_in)`` matrix: N(0, 1/d_in) noise plus, when ``spiked``,
+    1-10 rank-one spikes of singular value 1-3x the asymptotic MP edge."""
+    rng = np.random.default_rng(seed)
+    d_out, d_in = VIT_TI_SHAPES[seed % len(VIT_TI_SHAPES)]
+    w = rng.standard_normal((d_out, d_in)) / np.sqrt(d_in)
+    k = int(rng.integers(1, 11)) if spiked else 0
+    if k:
+        edge = (np.sqrt(d_out) + np.sqrt(d_in)) / np.sqrt(d_in)
+        u, _ = np.linalg.qr(rng.standard_normal((d_out, k)))
+        v, _ = np.linalg.qr(rng.standard_normal((d_in, k)))
+        w = w + (u * rng.uniform(1, 3, k) * edge) @ v.T
+    return w.astype(np.float32), k
+
+
+def test_default_spike_count_is_right_on_noise_and_planted_spikes():
+    """40 pure-noise and 40 spiked ViT-shaped layers: ``n_spikes`` (calibrated, 5% false-spike
+    rate) is right on nearly all; ``n_above_edge`` (BEMA, beta = 0.8) over-counts on noise."""
+    want, params = {}, {}
+    for i in range(80):
+        w, k = _vit_shaped(i, spiked=i >= 40)
+        params[f"layer_{i}"] = {"kernel": w.T}  # Linen layout (d_in, d_out)
+        want[f"layer_{i}/kernel"] = k
+    report = analysis.analyze(params, progress=False)
+    assert report.config["spike_method"] == "calibrated"
+    right = {"noise": 0, "spiked": 0}
+    bema_right = {"noise": 0, "spiked": 0}
+    for r in report.rows:
+        kind = "spiked" if want[r["path"]] else "noise"
+        right[kind] += r["n_spikes"] == want[r["path"]]
+        bema_right[kind] += r["n_above_edge"] == want[r["path"]]
+        assert r["n_spikes"] == int(np.sum(report.spectra[r["path"]] > r["spike_edge"]))
+        assert r["n_above_edge"] == int(np.sum(report.spectra[r["path"]] > r["sigma_plus"]))
+    assert right["noise"] >= 36 and right["spiked"] >= 39, right
+    assert bema_right["noise"] <= 25, bema_right  # the paper's edge is not a spike detector
+    lines = analysis.summary_lines(report)
+    assert "calibrated" in lines[1] and "n_above_edge" in lines[2]
+
+
+def test_spike_method_option(rng):
+    params = noisy_params(rng)
+    report = analysis.analyze(params, spike_method="bema", progress=False)
+    assert all(r["n_spikes"] == r["n_above_edge"] for r in report.rows)
+    assert all(r["spike_edge"] == r["sigma_plus"] for r in report.rows)
+    with pytest.raises(ValueError, match="method"):
+        analysis.analyze(params, spike_method="svd", progress=False)
+
+
+def test_nonfinite_spectrum_gives_null_cells_not_numbers(tmp_path):
+    """Finite weights whose float32 Gram overflows: status nonfinite, no number reported."""
+    rng = np.random.default_rng(0)
+    params = {
+        "huge": {"kernel": (rng.standard_normal((48, 48)) * 1e30).astype(np.float32)},
+        "good": {"kernel": rng.standard_normal((48, 48)).astype(np.float32)},
+    }
+    report = analysis.analyze(params, progress=False)
+    row = report.row("huge/kernel")
+    assert row["status"].startswith("nonfinite")
+    for key in ("sigma2", "sigma_plus", "fit_error", "bulk_fraction", "n_spikes", "n_above_edge",
+                "spike_edge"):
+        assert row[key] is None, key
+    assert report.row("good/kernel")["status"] == "ok"
+    report.to_json(tmp_path / "a.json")  # allow_nan=False
+    report.to_csv(tmp_path / "a.csv")
+    layers = {x["path"]: x for x in json.loads((tmp_path / "a.json").read_text())["layers"]}
+    assert layers["huge/kernel"]["n_spikes"] is None and layers["good/kernel"]["n_spikes"] == 0
+    cells = [v.lower() for r in csv.DictReader(open(tmp_path / "a.csv")) for v in r.values()]
+    assert not {"nan", "inf", "-inf", "-1"} & set(cells)
+
+
+def test_conv1d_and_torch_conv1d_layers_are_analysed(rng):
+    linen = {"Conv_0": {"kernel": rng.standard_normal((3, 16, 32)).astype(np.float32)}}
+    assert analysis.analyze(linen, progress=False).rows[0]["shape"] == [32, 48]
+    torch_layout = {"conv.weight": rng.standard_normal((32, 16, 3)).astype(np.float32)}
+    assert analysis.analyze(torch_layout, progress=False).rows[0]["shape"] == [32, 48]
+
+
+def test_empty_selection_blames_globs_only_when_given(rng):
+    leaves = {"LayerNorm_0": {"scale": np.ones(8, np.float32)}, "bias": np.zeros(8, np.float32)}
+    with pytest.raises(ValueError, match="weight matrix") as err:
+        analysis.analyze(leaves, progress=False)
+    assert "glob" not in str(err.value) and "include" not in str(err.value)
+    with pytest.raises(ValueError, match="include='nothing\\*'.*check the globs"):
+        analysis.analyze(noisy_params(rng), include="nothing*", progress=False)
+
+
+def test_complex_kernel_is_refused_with_its_path(rng):
+    params = noisy_params(rng)
+    params["Dense_0"]["kernel"] = params["Dense_0"]["kernel"] * (1 + 1j)
+    with pytest.raises(ValueError, match="Dense_0/kernel.*complex"):
+        analysis.analyze(params, progress=False)

@@ -81,7 +81,7 @@ def test_bema_recovers_noise_variance_over_seeds(shape):
         assert f.sigma2 == pytest.approx(f.noise_var * max(shape) / shape[1])
         est.append(f.noise_var / var)
     est = np.array(est)
-    # BEMA (k/p quantiles, as in the SPEC) is biased up by ~1% at p = 100-200
+    # BEMA (k/p quantiles, as in docs/method/mp-law.md) is biased up by ~1% at p = 100-200
     assert np.all(np.abs(est - 1) < 0.06), est
     assert abs(est.mean() - 1) < 0.025, est.mean()
 
@@ -153,7 +153,6 @@ def test_calibrated_false_spike_rate_is_bounded():
         (np.ones(5), (5, 9), "too_small"),
         (np.zeros(40), (40, 40), "all_zero"),
         (np.r_[np.linspace(3, 1, 10), np.zeros(30)], (40, 60), "rank_deficient"),
-        (np.r_[np.nan, np.ones(39)], (40, 40), "nonfinite"),
     ],
 )
 def test_degenerate_spectra_give_status_not_nan(s, shape, status):
@@ -161,6 +160,17 @@ def test_degenerate_spectra_give_status_not_nan(s, shape, status):
     assert f.status.startswith(status) and not f.ok
     numbers = [f.sigma2, f.lambda_plus, f.edge, f.fit_error, f.bulk_fraction, f.noise_var]
     assert all(np.isfinite(numbers)) and f.n_spikes >= 0
+
+
+@pytest.mark.parametrize("method", mp.METHODS)
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nonfinite_spectrum_reports_no_numbers(method, bad):
+    """NaN/Inf in: status "nonfinite", NaN floats and the UNCOUNTED spike sentinel out."""
+    f = mp.fit(np.r_[bad, np.linspace(2, 1, 39)], (40, 40), method=method)
+    assert f.status.startswith("nonfinite") and not f.ok
+    numbers = [f.sigma2, f.lambda_plus, f.edge, f.fit_error, f.bulk_fraction, f.noise_var]
+    assert all(np.isnan(numbers)), numbers
+    assert f.n_spikes == mp.UNCOUNTED == -1 and f.shape == (40, 40) and f.method == method
 
 
 def test_fit_validates_options():

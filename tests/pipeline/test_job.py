@@ -1,13 +1,14 @@
 """The prune job end to end on a small ViT and a tiny IDX dataset written by the test."""
 
 import json
+import types
 
 import numpy as np
 import pytest
 
 from mpjax import checkpoint, data, npz, tree
 from mpjax.models import load_model, random_init, vit
-from mpjax.pipeline import PruneJob, run
+from mpjax.pipeline import PruneJob, format_table, job, run
 from mpjax.pipeline.report import OPTIONAL_KEYS
 from mpjax.pruning import check_masks, permute_vit, validate_nm
 from mpjax.training import evaluate
@@ -38,8 +39,9 @@ def setup(tmp_path_factory):
 
 def _run(setup, tmp_path, **kw):
     root, src = setup
+    kw = {"progress": False, **kw}
     prune_job = PruneJob(source=str(src), out=str(tmp_path / "out"), data=str(root),
-                         calib_images=32, batch_size=32, progress=False, **kw)  # fmt: skip
+                         calib_images=32, batch_size=32, **kw)  # fmt: skip
     return prune_job, run(prune_job)
 
 
@@ -73,8 +75,18 @@ def test_magnitude_with_distillation(setup, tmp_path):
     assert acc == pytest.approx({k: getattr(report, k) for k in acc}, abs=1e-9)
 
 
-def test_cast_nm_with_permutation_and_tome(setup, tmp_path):
-    _, report = _run(setup, tmp_path, method="cast", pattern="2:4", tome_r=2, permute=True)
+def test_cast_nm_with_permutation_and_tome(setup, tmp_path, capfd):
+    capfd.readouterr()
+    _, report = _run(setup, tmp_path, method="cast", pattern="2:4", tome_r=2, permute=True,
+                     progress=True)  # fmt: skip
+    # every step says what it does, as plain lines (stderr is not a terminal here)
+    err = capfd.readouterr().err.splitlines()
+    for line in ("prune: data: reading the train split of fashion-mnist from",
+                 "prune: calibration: capturing the layer inputs of 32 images",
+                 "prune: CAST 2:4: layer 1/24 ", "prune: CAST 2:4: 24 layers in",
+                 "prune: evaluating the dense model on 64 test images",
+                 "prune: evaluating the pruned model on 64 test images"):  # fmt: skip
+        assert any(e.startswith(line) for e in err), (line, err)
     assert report.permuted and report.tome_r == 2
     assert report.acc_dense_tome is not None and report.distill is None
     written = json.loads((tmp_path / "out" / "report.json").read_text())
@@ -111,6 +123,34 @@ def test_without_data_only_pruning_is_reported(tmp_path):
     assert report.acc_dense is None and report.macs is not None
     written = json.loads((tmp_path / "o" / "report.json").read_text())
     assert list(written) == [k for k in OLD_JSON_KEYS if k not in OPTIONAL_KEYS]
+    table = format_table(report)  # what `mpjax prune` prints without --data
+    assert "{" not in table and "distillation" not in table
+    assert table.endswith("accuracy not measured: pass --data to evaluate")
+
+
+def test_low_rank_reports_the_ranks_and_the_parameters_removed(setup, tmp_path, monkeypatch):
+    monkeypatch.setattr(job, "analyze_to_dir", lambda *a, **k: types.SimpleNamespace(rows=[]))
+    _, src = setup
+    report = run(PruneJob(source=str(src), out=str(tmp_path / "o"), method="lowrank",
+                          sparsity=0.5, progress=False))  # fmt: skip
+    ranks = report.lowrank["ranks"]
+    # (64 x 64) layers keep rank 16, (128 x 64) ones rank 21: r (d_out + d_in) <= 0.5 d_out d_in
+    assert len(ranks) == 24 and sorted(set(ranks.values())) == [16, 21]
+    # was "sparsity 0.0": the share of parameters that the rank-r factors save
+    assert report.sparsity == pytest.approx(report.lowrank["params_removed"])
+    assert 0.5 <= report.sparsity < 0.55  # ranks are rounded down
+    # what runs is dense (rank-r matrices in place): no MAC saved, the factored cost beside it
+    assert report.macs.reduction == 0.0 and report.macs.note.startswith("counted dense: low rank")
+    assert report.macs.factored_gmac < report.macs.pruned_gmac
+    md = (tmp_path / "o" / "report.md").read_text()
+    assert "| layer | shape | sparsity | pattern | rank |" in md and "| 21 |" in md
+    assert "parameters removed (rank-r factors)" in format_table(report)
+
+
+def test_low_rank_refuses_a_distillation_that_would_undo_it():
+    with pytest.raises(ValueError, match="--distill-steps: low rank keeps no mask"):
+        PruneJob(source="shipped", out="x", method="lowrank", sparsity=0.5,
+                 data="fashion-mnist", distill_steps=10).validate()  # fmt: skip
 
 
 @pytest.mark.parametrize(

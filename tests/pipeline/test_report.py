@@ -56,16 +56,42 @@ def test_unmeasured_stages_are_left_out_but_macs_stays():
 
 def test_format_table():
     assert format_table(_full_report()) == (
-        "dense accuracy               0.8750\n"
-        "dense + ToMe r=1             0.8625\n"
-        "pruned, before distillation  0.5000\n"
-        "pruned, after distillation   0.7500\n"
-        "sparsity of pruned layers    0.5000\n"
-        "MAC reduction                0.4000"
+        "dense accuracy                   0.8750\n"
+        "dense + ToMe r=1                 0.8625\n"
+        "pruned, before distillation      0.5000\n"
+        "pruned, after distillation       0.7500\n"
+        "sparsity of pruned layers        0.5000\n"
+        "layers left dense                1 (report.md says why)\n"
+        "MAC reduction                    0.4000\n"
+        "MACs per image, dense -> pruned  0.012500 GMAC -> 0.007500 GMAC"
     )
-    bare = format_table(_full_report(tome_r=0, acc_dense_tome=None, macs=None, acc_dense=None))
-    assert bare.splitlines()[0] == "dense accuracy               -"
+    bare = format_table(_full_report(tome_r=0, acc_dense_tome=None, macs=None, skipped={}))
     assert "ToMe" not in bare and bare.splitlines()[-1] == "MAC reduction                -"
+
+
+def test_format_table_without_data_or_distillation():
+    # no data: no accuracy rows, no raw JSON, one line saying so
+    no_data = PruneReport(source="shipped", method="magnitude", pattern="2:4", sparsity=0.5,
+                          global_sparsity=0.5, seconds=1.0,
+                          macs=MacSummary(0.0125, 0.0075, 0.4, note="24 of 26 ..."))  # fmt: skip
+    text = format_table(no_data)
+    assert "{" not in text and "accuracy" not in text.splitlines()[0]
+    assert "distillation" not in text
+    assert text.splitlines()[-2:] == ["MACs: 24 of 26 ...",
+                                      "accuracy not measured: pass --data to evaluate"]  # fmt: skip
+    # data but no distillation: one pruned row, no "after distillation"
+    no_distill = format_table(_full_report(distill=None, acc_distilled=0.5))
+    assert "after distillation" not in no_distill and "before distillation" not in no_distill
+    assert "pruned accuracy                  0.5000" in no_distill.splitlines()
+
+
+def test_format_table_of_low_rank():
+    report = _full_report(method="lowrank", pattern="unstructured", sparsity=0.46,
+                          lowrank={"ranks": {"a": 12, "b": 30}, "params_removed": 0.46,
+                                   "stored": "dense"})  # fmt: skip
+    lines = format_table(report).splitlines()
+    assert "parameters removed (rank-r factors)  0.4600" in lines
+    assert "rank kept per layer                  12 to 30 (report.md)" in lines
 
 
 def test_write_report(tmp_path):
@@ -85,7 +111,7 @@ def test_write_report(tmp_path):
     quantities = [line.split(" | ")[0].removeprefix("| ") for line in md[4:14]]
     assert quantities == list(OLD_RESULT_KEYS)
     assert "| global_sparsity | 0.25 |" in md and "| acc_dense_tome | 0.8625 |" in md
-    assert ("| MACs per image, dense -> pruned | 12.5000 MMAC -> 7.5000 MMAC (40.00% fewer) |"
+    assert ("| MACs per image, dense -> pruned | 0.012500 GMAC -> 0.007500 GMAC (40.00% fewer) |"
             in md)  # fmt: skip
     rows = [line for line in md if line.startswith("| Transformer/")]
     assert rows == [
@@ -97,9 +123,10 @@ def test_write_report(tmp_path):
     assert md[-2:] == ["Left dense:", "- head/kernel: 10 columns not divisible by 4"]
 
 
-def test_gmac_text_for_large_models():
+def test_macs_are_in_gmac_everywhere():
     assert report_lib._macs_text(17.5) == "17.5000 GMAC"
-    assert report_lib._macs_text(0.0125) == "12.5000 MMAC"
+    assert report_lib._macs_text(0.0125) == "0.012500 GMAC"  # was "12.5000 MMAC"
+    assert "MMAC" not in format_table(_full_report())
 
 
 def test_reports_are_immutable():

@@ -71,3 +71,14 @@ def test_lowrank_pytree_with_edges_and_fit(rng):
     assert info2.rank["Dense_0/kernel"] == 60
     with pytest.raises(ValueError, match="exactly one"):
         lowrank.lowrank(params)
+
+
+def test_lowrank_density_never_counts_more_parameters_than_the_dense_layer():
+    from mpjax.pruning import prune
+
+    # a (3, 1) layer: rank clipped to 1, whose factors (4 numbers) would be larger than W (3)
+    params = {"tiny": {"kernel": jnp.ones((1, 3))}, "big": {"kernel": jnp.ones((64, 64))}}
+    _, _, report = prune(params, "lowrank", "unstructured", 0.5)
+    assert report["lowrank_rank"] == {"big/kernel": 16, "tiny/kernel": 1}
+    # was (4 + 16 * 128) / (3 + 64 * 64): the tiny layer counted at its 4 factor numbers
+    assert report["lowrank_density"] == pytest.approx((3 + 16 * 128) / (3 + 64 * 64))

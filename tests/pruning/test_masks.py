@@ -92,3 +92,33 @@ def test_summary_counts_macs(rng):
     dense = masks.summary(p, None)
     assert dense["sparsity"] == 0.0 and dense["macs"] == dense["dense_macs"] == 48 * 24 + 48 * 16
     assert "global sparsity" in masks.format_summary(s)
+
+
+def test_rounding_is_to_nearest_ties_down_and_never_removes_a_whole_layer():
+    # 0.5 of 1 and of 9 are ties: rounded down (the old rule rounded up: 1 of 1, 5 of 9)
+    assert [int(masks.n_remove(0.5, n)) for n in (1, 2, 3, 9, 10)] == [0, 1, 1, 4, 5]
+    assert int(masks.n_remove(0.26, 100)) == 26 and int(masks.n_remove(0.264, 100)) == 26
+    # a sparsity below 1 that would round to every entry keeps one
+    assert int(masks.n_remove(0.99, 10)) == 9 and int(masks.n_remove(0.8, 1)) == 0
+    tiny = {"a": {"kernel": jnp.ones((1, 1))}, "b": {"kernel": jnp.arange(1.0, 10.0).reshape(3, 3)}}
+    for scope in ("layer", "global"):
+        m = tree.flatten(masks.magnitude_masks(tiny, 0.5, scope=scope))
+        assert bool(m["a/kernel"].all()), scope  # the 1x1 layer is not zeroed
+    lay = tree.flatten(masks.magnitude_masks(tiny, 0.5, scope="layer"))
+    assert float(1 - lay["b/kernel"].mean()) == pytest.approx(4 / 9)  # not 5/9 = 0.556
+
+
+def test_global_scope_keeps_one_weight_in_every_layer():
+    p = {"small": {"kernel": jnp.full((2, 2), 1e-3)},
+         "big": {"kernel": jnp.arange(1.0, 17.0).reshape(4, 4)}}  # fmt: skip
+    m = tree.flatten(masks.magnitude_masks(p, 0.3, scope="global"))
+    # 6 of 20 removed exactly; without the guard all 4 small weights would go
+    assert int(sum((~np.asarray(x)).sum() for x in m.values())) == 6
+    assert np.asarray(m["small/kernel"]).tolist() == [[False, False], [False, True]]
+    assert int((~np.asarray(m["big/kernel"])).sum()) == 3
+    # where no layer would be emptied the guard changes nothing
+    q = {"a": {"kernel": jnp.arange(1.0, 5.0).reshape(2, 2)},
+         "b": {"kernel": jnp.arange(1.5, 5.5).reshape(2, 2)}}  # fmt: skip
+    g = tree.flatten(masks.magnitude_masks(q, 0.5, scope="global"))
+    assert np.asarray(g["a/kernel"]).tolist() == [[False, False], [True, True]]
+    assert np.asarray(g["b/kernel"]).tolist() == [[False, False], [True, True]]

@@ -123,3 +123,13 @@ def test_cyclic_through_prune_hits_the_target_and_refuses_jit(rng):
         registry.prune(params, "cyclic", sparsity=0.1, jit=True)
     with pytest.raises(ValueError, match="method='cyclic' has no 2:4 form"):
         registry.pruner("cyclic", "2:4")
+
+
+def test_empty_selection_blames_globs_only_when_given():
+    params = {"LayerNorm_0": {"scale": np.ones(8, np.float32)}}
+    with pytest.raises(ValueError) as err:
+        registry.prune(params, "magnitude", "unstructured", 0.5)
+    assert "glob" not in str(err.value) and "weight matrix" in str(err.value)
+    dense = {"Dense_0": {"kernel": np.ones((8, 8), np.float32)}}
+    with pytest.raises(ValueError, match="glob"):
+        registry.prune(dense, "magnitude", "unstructured", 0.5, include=["nothing/*"])

@@ -33,9 +33,15 @@ def _tiny_idx_dir(path, n_train=128, n_test=32):
 def test_recipes_name_their_model_and_config():
     for name, recipe in RECIPES.items():
         assert recipe.name == name and isinstance(recipe.train, DistillConfig)
-        vit.config_for(recipe.model)  # a known model
+        if recipe.model == "mlp":
+            assert recipe.widths[0] == 784 and recipe.widths[-1] == 10
+        else:
+            vit.config_for(recipe.model)  # a known model
         assert recipe.train.alpha == 0.0  # recipes train from labels, no teacher
     assert set(DISTILL_CONFIGS) <= set(RECIPES)
+    # the fully connected ReLU net of the certificates: [784, 1000, 1000, 10]
+    assert RECIPES["fmnist-mlp"].widths == (784, 1000, 1000, 10)
+    assert RECIPES["fmnist-mlp"].activation == "relu"
 
 
 def test_vit_apply_fn_is_cached_and_traces():
@@ -63,6 +69,54 @@ def test_main_train_writes_model_and_result(tmp_path, monkeypatch, capsys):
     assert masks is None and meta["test_accuracy"] == result["test_accuracy"]
     acc = evaluate(npz, vit_apply_fn(vit.config_for("fmnist")), *data.load_fashion_mnist("test"))
     assert acc == pytest.approx(result["test_accuracy"], abs=1e-6)
+
+
+def test_fmnist_mlp_trains_prunes_and_certifies(tmp_path, monkeypatch, capsys):
+    from mpjax.certificates import mlp_from_params
+    from mpjax.cli import certify, prune
+
+    monkeypatch.setenv(data.ENV_VAR, str(_tiny_idx_dir(tmp_path)))
+    dense = tmp_path / "mlp"
+    argv = ["--recipe", "fmnist-mlp", "--out", str(dense), "--steps", "4", "--batch-size", "16"]
+    assert train_command.main(argv) == 0
+    assert capsys.readouterr().out.startswith("fmnist-mlp: test accuracy ")
+    params, masks, meta = checkpoint.restore_params(dense / "params")
+    assert meta["activation"] == "relu" and meta["normalize"] == "unit"
+    assert meta["mlp"]["widths"] == [784, 1000, 1000, 10] and meta["steps"] == 4
+    model = mlp_from_params(params, meta["activation"])  # what certify rebuilds
+    assert tuple(model.widths) == (784, 1000, 1000, 10)
+    flat = read_npz(dense / "fmnist_mlp.npz")
+    assert sorted(flat) == [f"Dense_{i}/{k}" for i in range(3) for k in ("bias", "kernel")]
+    # The README example: magnitude-prune it with `mpjax prune`, then certify the step.
+    pruned = tmp_path / "mlp-pruned"
+    argv = [str(dense / "params"), "--method", "magnitude", "--sparsity", "0.5",
+            "--include", "Dense_2/*", "--out", str(pruned)]  # fmt: skip
+    assert prune.main(argv) == 0
+    capsys.readouterr()
+    assert certify.main([str(dense / "params"), str(pruned / "checkpoint"), "--samples", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "Dense_2/kernel" in out and "Dense_0/kernel" not in out and "telescoped" in out
+
+
+def test_train_checks_out_and_resumes_its_own_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(data.ENV_VAR, str(_tiny_idx_dir(tmp_path)))
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep")
+    argv = ["--recipe", "fmnist-mlp", "--steps", "3", "--batch-size", "16", "--out"]
+    with pytest.raises(ValueError, match="--out"):
+        train_command.main([*argv, str(foreign)])
+    assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+    with pytest.raises(ValueError, match="--steps 0: must be > 0"):
+        train_command.main([*argv[:2], "--steps", "0", "--out", str(tmp_path / "new")])
+    assert not (tmp_path / "new").exists()
+    out = tmp_path / "out"
+    assert train_command.main([*argv, str(out)]) == 0
+    capsys.readouterr()
+    assert train_command.main([*argv, str(out)]) == 0  # the same command again: resumes
+    assert "resuming from step 3" in capsys.readouterr().err
+    rows = (out / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == [3]
 
 
 def test_train_command_flags():
