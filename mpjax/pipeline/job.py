@@ -241,19 +241,30 @@ def _run(job: PruneJob, out: Path) -> PruneReport:
     model = load_model(job.source)
     params = model.params
     tree.check_finite(params)
+    if model.config is not None:  # a checkpoint's token count is known only now: before the work
+        tokens = model.config.num_tokens
+        most = arch.tome_merges(tokens, tokens)
+        if job.tome_r > most:
+            raise ValueError(f"--tome {job.tome_r}: the model has {tokens} tokens, so a block "
+                             f"merges at most {most}; pass --tome {most} or less.")
     include = job.include or (VIT_BLOCKS if model.config is not None else None)
-    _say(job, "fitting the MP law to every layer")
-    fits = analyze_to_dir(params, out / "analysis", include=include, progress=job.progress)
     if job.data:
         _say(job, f"loading {job.data}")
     sets = _load_splits(job.data, job.data_dir) if job.data else None
     if sets is not None and model.config is None:
         raise ValueError("--data: evaluation needs a ViT source; drop --data for this model.")
+    if sets is not None and job.calib_images > len(sets["train"][0]):
+        available = len(sets["train"][0])
+        raise ValueError(f"--calib-images {job.calib_images}: the training split has "
+                         f"{available} images; pass at most {available}.")
+    _say(job, "fitting the MP law to every layer")
+    fits = analyze_to_dir(params, out / "analysis", include=include, progress=job.progress)
     n = _group_size(job.pattern)
     calib = None
     if sets is not None:
+        available = len(sets["train"][0])
         rng = np.random.default_rng(job.seed)
-        idx = rng.choice(len(sets["train"][0]), job.calib_images, replace=False)
+        idx = rng.choice(available, job.calib_images, replace=False)
         calib = sets["train"][0][idx], sets["train"][1][idx]
     perms = {}
     if job.permute and n is not None:

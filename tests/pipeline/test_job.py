@@ -169,3 +169,18 @@ def test_bad_jobs_fail_before_work(kw, match, tmp_path):
     with pytest.raises(ValueError, match=match):
         PruneJob(source="vit-ti16", out=str(tmp_path), **kw).validate()
     assert not any(tmp_path.iterdir())
+
+
+def test_checkpoint_sources_check_tome_and_calibration_before_the_work(setup, tmp_path, monkeypatch):
+    """A file source's token count and a data folder's size are known only after loading: the
+    job checks --tome and --calib-images then, before the MP analysis."""
+    analysed = []
+    monkeypatch.setattr(job, "analyze_to_dir", lambda *a, **k: analysed.append(1))
+    root, src = setup
+    with pytest.raises(ValueError, match=r"--tome 99: the model has 17 tokens.*at most 8"):
+        run(PruneJob(source=str(src), out=str(tmp_path / "a"), pattern="2:4", tome_r=99,
+                     progress=False))
+    with pytest.raises(ValueError, match=r"--calib-images 300: the training split has 256"):
+        run(PruneJob(source=str(src), out=str(tmp_path / "b"), pattern="2:4", data=str(root),
+                     calib_images=300, progress=False))
+    assert analysed == []
