@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mpjax.cli.output import cleanup_if_empty, prepare_out
+from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
 from mpjax.mp import analysis, fits, spectra
 
 #: The files the command writes into ``--out``.
@@ -17,8 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="mpjax analyze", description="Per-layer MP analysis.")
     ap.add_argument("source", help="orbax dir, big_vision .npz, safetensors, or vit-b16 etc.")
     ap.add_argument("--out", required=True, help="output directory for the report")
-    ap.add_argument("--overwrite", action="store_true",
-                    help="write into an --out that holds other files")  # fmt: skip
+    add_overwrite_flag(ap)
     ap.add_argument("--method", default="bema", choices=fits.METHODS)
     ap.add_argument("--alpha", type=float, default=0.25, help="BEMA window trim")
     ap.add_argument("--beta", type=float, default=0.8, help="BEMA Tracy–Widom level")
@@ -43,11 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < args.false_spike_rate < 1.0:
         raise ValueError(f"--false-spike-rate {args.false_spike_rate}: must lie in (0, 1).")
     out = prepare_out(args.out, command="analyze", overwrite=args.overwrite)
-    try:
+    with cleaned_up_on_failure(out):
         report = _analyze(args, out)
-    except BaseException:
-        cleanup_if_empty(out)
-        raise
     for line in analysis.summary_lines(report):
         print(line)
     print(f"report written to {out}: " + ", ".join(REPORT_FILES))

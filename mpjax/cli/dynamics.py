@@ -15,7 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from mpjax.cli.output import cleanup_if_empty, prepare_out
+from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
 from mpjax.dynamics import CONFIGS, load_config, run_experiment, validate
 
 
@@ -34,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="run directory")
     parser.add_argument("--resume", action="store_true", help="extend the run in --out")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write into an --out that holds other files")  # fmt: skip
+    add_overwrite_flag(parser)
     parser.add_argument("--epochs", type=int, default=None, help="override config.epochs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     return parser
@@ -74,11 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--epochs {args.epochs}: must be >= 1.")
         config = validate(dataclasses.replace(config, epochs=args.epochs))
     out = prepare_out(args.out, command="dynamics", overwrite=args.overwrite, own=is_dynamics_run)
-    try:
+    with cleaned_up_on_failure(out):
         result = run_experiment(config, str(out), resume=args.resume, plots=not args.no_plots)
-    except BaseException:
-        cleanup_if_empty(out)
-        raise
     print(json.dumps(result, indent=2))
     written = "summary.json" if config.experiment != "scaling" else "scaling.json"
     plots = "" if args.no_plots else ", plots/"

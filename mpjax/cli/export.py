@@ -12,7 +12,7 @@ import argparse
 from typing import Any, NamedTuple
 
 from mpjax import arch, export  # neither imports JAX
-from mpjax.cli.output import cleanup_if_empty, prepare_out
+from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
 
 #: ``--pattern`` value for masks without an N:M structure.
 UNSTRUCTURED = "unstructured"
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("source", help="models.load_source: vit-b16, shipped, orbax dir, .npz, ...")
     ap.add_argument("--out", required=True, help="export directory (new, empty or an export)")
-    ap.add_argument("--overwrite", action="store_true", help="accept a --out of other files")
+    add_overwrite_flag(ap)
     ap.add_argument("--arch", default=None, help="ViT config (b16, l16, ...) if not inferable")
     ap.add_argument("--nm", default=None, help="prune block Linears by magnitude, e.g. 2:4")
     ap.add_argument(
@@ -119,11 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out, command="export", overwrite=args.overwrite,
         own=lambda path: bool(export.owned_files(path)),
     )  # fmt: skip
-    try:
+    with cleaned_up_on_failure(out):
         man, settings = _run(args)
-    except BaseException:
-        cleanup_if_empty(out)
-        raise
     n_sparse = sum(r["execution"] == "sparse" for r in man["layers"])
     print(
         f"exported to {args.out}: {len(man['layers'])} linear layers, {n_sparse} marked sparse; "

@@ -11,10 +11,12 @@ removes what :func:`prepare_out` created when nothing else was written.
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mpjax import __version__
@@ -143,3 +145,19 @@ def cleanup_if_empty(path: str | os.PathLike) -> bool:
         except OSError:
             break
     return not out.exists()
+
+
+def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--overwrite`` flag every command that writes into ``--out`` takes."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that holds files this command did not write")  # fmt: skip
+
+
+@contextlib.contextmanager
+def cleaned_up_on_failure(out: Path) -> Iterator[None]:
+    """Run the block; if it raises, :func:`cleanup_if_empty` ``out`` and re-raise."""
+    try:
+        yield
+    except BaseException:
+        cleanup_if_empty(out)
+        raise

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from mpjax import arch
-from mpjax.cli.output import cleanup_if_empty, prepare_out
+from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
 from mpjax.pipeline import PruneJob, PruneReport, format_table, job, run
 from mpjax.pruning import METHODS
 
@@ -27,8 +27,7 @@ TRAIN_IMAGES = {"fashion-mnist": 60_000, "mnist": 60_000}
 def add_job_arguments(parser: argparse.ArgumentParser, *, out_required: bool) -> None:
     """Add the options of a :class:`~mpjax.pipeline.PruneJob` (all but the source)."""
     parser.add_argument("--out", required=out_required, default="runs/demo")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write into an --out that holds other files")  # fmt: skip
+    add_overwrite_flag(parser)
     parser.add_argument("--method", default="magnitude", choices=tuple(METHODS))
     parser.add_argument("--pattern", default="unstructured", help="'unstructured' or K:N, e.g. 2:4")
     parser.add_argument("--sparsity", type=float, default=None, help="in [0, 1); implied by K:N")
@@ -172,11 +171,8 @@ def run_checked(args: argparse.Namespace, source: str, command: str) -> PruneRep
     prune_job.validate()
     check_tome(args.tome, source)
     out = prepare_out(args.out, command=command, overwrite=args.overwrite)
-    try:
+    with cleaned_up_on_failure(out):
         return run(prune_job)
-    except BaseException:
-        cleanup_if_empty(out)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mpjax import checkpoint, tree
-from mpjax.cli.output import cleanup_if_empty, prepare_out
+from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
 from mpjax.npz import write_npz
 from mpjax.training import RECIPES, train_and_evaluate
 
@@ -40,8 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "that `mpjax certify` reads",
     )  # fmt: skip
     parser.add_argument("--out", required=True, help="output directory (resumes if it has a run)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="write into an --out that holds other files")  # fmt: skip
+    add_overwrite_flag(parser)
     parser.add_argument("--epochs", type=float, help="override the recipe's epochs")
     parser.add_argument("--steps", type=int, help="override with a number of steps")
     parser.add_argument("--batch-size", type=int, help="override the recipe's batch size")
@@ -90,11 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     _check(changes)
     recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **changes))
     out = prepare_out(args.out, command="train", overwrite=args.overwrite, own=_earlier_run)
-    try:
+    with cleaned_up_on_failure(out):
         params, result = train_and_evaluate(recipe, out / "run", args.data_dir)
-    except BaseException:
-        cleanup_if_empty(out)
-        raise
     result["command"] = "mpjax train " + " ".join(sys.argv[2:] if argv is None else argv)
     name = recipe.name.replace("-", "_")
     checkpoint.save_params(out / "params", params, meta=result)
