@@ -46,6 +46,8 @@ PyTree = Any
 #: Format tags written into ``meta``; a directory with another tag is "foreign".
 PARAMS_FORMAT = "mpjax.params/1"
 TRAIN_FORMAT = "mpjax.train/1"
+#: What :func:`save_params` writes into its directory (orbax items and orbax's own files).
+_SAVED_ENTRIES = frozenset({"params", "meta", "masks", "_CHECKPOINT_METADATA", "commit_success.txt"})
 
 
 def _shapes(tree: PyTree) -> dict[str, list]:
@@ -193,6 +195,10 @@ def save_params(
     directory = Path(directory).absolute()
     if directory.exists() and any(directory.iterdir()):
         _read_meta(directory, PARAMS_FORMAT)  # refuse to overwrite foreign data
+        foreign = sorted(p.name for p in directory.iterdir() if p.name not in _SAVED_ENTRIES)
+        if foreign:  # the replaced checkpoint is deleted whole: never with files we did not write
+            raise ValueError(f"{directory}: holds {foreign}, which mpjax did not write; move them "
+                             "away or choose another directory.")
     flat_p = flatten(params)
     flat_m = {} if masks is None else flatten(masks)
     for path, m in flat_m.items():

@@ -205,3 +205,15 @@ def test_damaged_checkpoint_is_one_quiet_line(tmp_path, rng):
         assert "tensorstore_spec" not in line and len(line) < 400, line
     for noise in ("Traceback", "never retrieved", "tensorstore_spec"):
         assert noise not in run.stderr, run.stderr[-2000:]
+
+
+def test_replacing_a_checkpoint_never_deletes_files_put_beside_it(tmp_path, rng):
+    params = _params(rng)
+    target = tmp_path / "m"
+    checkpoint.save_params(target, params)
+    (target / "notes.txt").write_text("keep")
+    with pytest.raises(ValueError, match=r"notes\.txt.*did not write"):
+        checkpoint.save_params(target, params)
+    assert (target / "notes.txt").read_text() == "keep"
+    (target / "notes.txt").unlink()
+    checkpoint.save_params(target, params)  # our own checkpoint alone is still replaced
