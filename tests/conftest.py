@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the CLI's persistent compilation cache stays off in tests (never the user's ~/.cache)
+os.environ.setdefault("MPJAX_NO_COMPILE_CACHE", "1")
 
 import hypothesis  # noqa: E402,F401  (imported before orbax: avoids a CPython 3.11.7 AST bug in pytest's summary)
 import jax  # noqa: E402

@@ -1,4 +1,9 @@
-"""``mpjax analyze SOURCE --out DIR``: spectra and MP fits of every layer, with plots."""
+"""``mpjax analyze SOURCE --out DIR``: spectra and MP fits of every layer, with plots.
+
+The source is opened lazily (:func:`mpjax.models.lazy_sources.open_source`): weight matrices
+are read one group of same-shape layers at a time, so peak memory follows the largest group,
+not the model (sharded safetensors, bfloat16/float16 leaves, large npz and orbax trees).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
 from mpjax.mp import analysis, fits, spectra
 
-#: The files the command writes into ``--out``.
+#: The files the command writes into ``--out`` (the last two unless ``--no-plots``).
 REPORT_FILES = ("analysis.csv", "analysis.json", "esd_grid.png", "edges.png")
 
 
@@ -27,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--exclude", action="append", help="path glob (repeatable)")
     ap.add_argument("--spectra-method", default="gram", choices=spectra.METHODS)
     ap.add_argument("--max-panels", type=int, default=48)
+    ap.add_argument("--no-plots", action="store_true", help="write the CSV and JSON only")
     return ap
 
 
@@ -46,19 +52,21 @@ def main(argv: list[str] | None = None) -> int:
         report = _analyze(args, out)
     for line in analysis.summary_lines(report):
         print(line)
-    print(f"report written to {out}: " + ", ".join(REPORT_FILES))
+    written = REPORT_FILES[:2] if args.no_plots else REPORT_FILES
+    print(f"report written to {out}: " + ", ".join(written))
     return 0
 
 
 def _analyze(args: argparse.Namespace, out: Path) -> analysis.Analysis:
     """Load the source and write the report of every selected layer into ``out``."""
-    from mpjax.models import load_source  # the model loaders import flax: only when run
+    from mpjax.models import lazy_sources  # the model loaders import flax: only when run
 
-    params, _info = load_source(args.source)
+    params, _info = lazy_sources.open_source(args.source)
     return analysis.analyze_to_dir(
         params,
         out,
         max_panels=args.max_panels,
+        plots=not args.no_plots,
         include=args.include,
         exclude=args.exclude,
         method=args.method,

@@ -6,6 +6,10 @@ stays fast. Bad input inside a command raises ``ValueError`` / ``FileNotFoundErr
 one sentence, and an argparse error (a bad flag value, a missing argument) becomes such an
 error too; the dispatcher prints it on one line, ``mpjax CMD: error: ...``, and exits with
 status 2. No traceback reaches the user: an ``OSError`` is reported on one line as well.
+
+Every command runs with JAX's persistent compilation cache on (see :mod:`mpjax.cli.cache`:
+``~/.cache/mpjax/jax``; ``MPJAX_NO_COMPILE_CACHE=1`` or ``mpjax --no-compile-cache
+COMMAND`` turns it off), so a second run of a command skips compilation.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import contextlib
 import importlib
 import sys
 from collections.abc import Iterator
+
+from mpjax.cli import cache
 
 #: command -> one-line help; the module ``mpjax.cli.<command>`` implements it.
 COMMANDS: dict[str, str] = {
@@ -51,9 +57,10 @@ def one_line_usage_errors() -> Iterator[None]:
 
 def usage() -> str:
     """The top-level help text."""
-    lines = ["usage: mpjax COMMAND [ARGS ...]", "", "commands:"]
+    lines = [f"usage: mpjax [{cache.FLAG_OFF}] COMMAND [ARGS ...]", "", "commands:"]
     lines += [f"  {name:<10} {help_}" for name, help_ in COMMANDS.items()]
     lines += ["", "Run `mpjax COMMAND --help` for a command's options."]
+    lines += [f"{cache.FLAG_OFF} (or {cache.ENV_OFF}=1): no persistent compilation cache."]
     return "\n".join(lines)
 
 
@@ -64,7 +71,7 @@ def command_main(name: str):
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mpjax`` console script and of ``python -m mpjax``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, no_cache = cache.strip_flag(list(sys.argv[1:] if argv is None else argv))
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
@@ -77,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"mpjax: unknown command {name!r}.\n\n{usage()}", file=sys.stderr)
         return 2
+    if not no_cache:
+        cache.enable()
     try:
         with one_line_usage_errors():
             return int(command_main(name)(rest) or 0)

@@ -33,15 +33,20 @@ import csv
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from mpjax import tree
+from mpjax.lazy import LazyTree
 from mpjax.mp import spectra
 from mpjax.mp.fits import MPFit, check_options, fit, hill_alpha, stable_rank
 
 PyTree = Any
+#: Float32 bytes of the weight matrices a :class:`~mpjax.lazy.LazyTree` analysis reads at once.
+GROUP_BYTES = 1 << 27
 
 #: Column order of :attr:`Analysis.rows`, the CSV and the JSON ``layers`` records.
 COLUMNS = (
@@ -61,8 +66,16 @@ COLUMNS = (
     "spike_edge",
 )
 #: Columns that hold ``None`` when a layer's number is undefined (CSV: empty cell).
-_NULLABLE = ("sigma2", "sigma_plus", "fit_error", "bulk_fraction", "n_spikes", "alpha_hill",
-             "n_above_edge", "spike_edge")
+_NULLABLE = (
+    "sigma2",
+    "sigma_plus",
+    "fit_error",
+    "bulk_fraction",
+    "n_spikes",
+    "alpha_hill",
+    "n_above_edge",
+    "spike_edge",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,8 +152,92 @@ def _row(
     return {k: _number(v) if k in _NULLABLE else v for k, v in row.items()}
 
 
+def layer_groups(
+    views: Mapping[str, tree.LayerView], group_bytes: int, min_layers: int = 1
+) -> list[list[str]]:
+    """Paths cut into groups read together, in the order of ``views``.
+
+    The ``n`` layers of one shape are cut into equal chunks of ``k`` layers, ``k`` the
+    largest divisor of ``n`` with ``k * 4 * d_out * d_in <= group_bytes`` (at least 1): one
+    batch size per shape, so the spectra kernels compile once per shape, as for a whole tree.
+    Consecutive chunks are then joined until a group holds at least
+    ``min(min_layers, len(views))`` layers (a short last group joins the one before): the
+    host spectra engine splits the CPU cores by the number of matrices it is given, and
+    its float32 rounding depends on the BLAS threads per matrix, so a group of at least one
+    matrix per core gets the digits of a call over the whole tree.
+    """
+    by_shape: dict[tuple[int, int], list[str]] = {}
+    for path, v in views.items():
+        by_shape.setdefault(v.shape, []).append(path)
+    chunks = []
+    for (d_out, d_in), paths in by_shape.items():
+        most = max(1, group_bytes // (4 * d_out * d_in))
+        per = max(k for k in range(1, min(most, len(paths)) + 1) if len(paths) % k == 0)
+        chunks += [paths[i : i + per] for i in range(0, len(paths), per)]
+    least = min(min_layers, len(views))
+    groups: list[list[str]] = []
+    for chunk in chunks:
+        if groups and len(groups[-1]) < least:
+            groups[-1] = groups[-1] + chunk
+        else:
+            groups.append(list(chunk))
+    if len(groups) > 1 and len(groups[-1]) < least:
+        tail = groups.pop()
+        groups[-1] = groups[-1] + tail
+    return groups
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def lazy_singular_values(
+    params: LazyTree,
+    views: Mapping[str, tree.LayerView],
+    method: str = "gram",
+    dtype: Any = None,
+    progress: bool = False,
+    group_bytes: int = GROUP_BYTES,
+) -> dict[str, np.ndarray]:
+    """:func:`mpjax.mp.spectra.singular_values` of a :class:`~mpjax.lazy.LazyTree`, reading
+    one :func:`layer_groups` group at a time (peak memory: one group, not the model).
+
+    Values equal those of the whole tree in memory (same kernels, same dtypes: half
+    precision is widened to float32 either way).
+
+    Raises:
+      ValueError: a weight holds NaN or Inf (named), or the file cannot deliver it.
+    """
+    out: dict[str, np.ndarray] = {}
+    bar = tqdm(total=len(views), desc="spectra", unit="layer", disable=None if progress else True)
+    for paths in layer_groups(views, group_bytes, min_layers=_cores()):
+        part = {p: views[p] for p in paths}
+        leaves = params.load(paths)  # flat {path: leaf}: tree.flatten keeps the paths
+        tree.check_finite(leaves, part)
+        out.update(spectra.singular_values(leaves, part, method, dtype))
+        del leaves
+        bar.update(len(paths))
+    bar.close()
+    return {p: out[p] for p in views}
+
+
+def _selected(
+    params: PyTree | LazyTree, include: tree.Selector, exclude: tree.Selector
+) -> dict[str, tree.LayerView]:
+    """The selected views in model order (``block_2`` before ``block_10``); nothing is read."""
+    shapes = params.abstract if isinstance(params, LazyTree) else params
+    selected = tree.select(shapes, include=include, exclude=exclude)
+    if not selected:
+        raise ValueError(tree.empty_selection_message(shapes, include, exclude))
+    return {p: selected[p] for p in sorted(selected, key=tree.natural_key)}
+
+
 def analyze(
-    params: PyTree,
+    params: PyTree | LazyTree,
     include: tree.Selector = None,
     exclude: tree.Selector = None,
     method: str = "bema",
@@ -157,7 +254,9 @@ def analyze(
     """Spectra and MP fits of every selected weight matrix of ``params``.
 
     Args:
-      params: parameter pytree (Linen dict, ``nnx.State``, or torch-layout flat dict).
+      params: parameter pytree (Linen dict, ``nnx.State``, or torch-layout flat dict), or a
+        :class:`~mpjax.lazy.LazyTree` (read one group of layers at a time: see
+        :func:`lazy_singular_values`).
       include, exclude: path globs or predicates, as in :func:`mpjax.tree.select`.
       method, alpha, beta, tw_form, false_spike_rate: passed to :func:`mpjax.mp.fits.fit`;
         ``method`` gives ``sigma_plus`` and ``n_above_edge``.
@@ -176,14 +275,14 @@ def analyze(
       ValueError: a selected weight holds NaN/Inf (the message names its path), no layer
         matches the selection, or an option is invalid.
     """
-    selected = tree.select(params, include=include, exclude=exclude)
-    if not selected:
-        raise ValueError(tree.empty_selection_message(params, include, exclude))
-    views = {p: selected[p] for p in sorted(selected, key=tree.natural_key)}  # model order
+    views = _selected(params, include, exclude)
     check_options(method, alpha, beta, tw_form, false_spike_rate)  # before the costly part
     check_options(spike_method, alpha, beta, tw_form, false_spike_rate)
-    tree.check_finite(params, views)
-    svals = spectra.singular_values(params, views, spectra_method, dtype, progress)
+    if isinstance(params, LazyTree):
+        svals = lazy_singular_values(params, views, spectra_method, dtype, progress)
+    else:
+        tree.check_finite(params, views)
+        svals = spectra.singular_values(params, views, spectra_method, dtype, progress)
 
     def fits_by(how: str) -> dict[str, MPFit]:
         return {
@@ -208,19 +307,25 @@ def analyze(
 
 
 def analyze_to_dir(
-    params: PyTree, out_dir: str | os.PathLike, max_panels: int = 48, **kw: Any
+    params: PyTree | LazyTree,
+    out_dir: str | os.PathLike,
+    max_panels: int = 48,
+    plots: bool = True,
+    **kw: Any,
 ) -> Analysis:
-    """:func:`analyze` and write ``analysis.csv``, ``analysis.json``, ``esd_grid.png``
-    (ESD histogram, fitted MP density and edge per layer; first ``max_panels`` layers) and
-    ``edges.png`` (per-layer ``sigma_plus`` and bulk fraction) into ``out_dir``."""
-    from mpjax.mp import plots  # matplotlib only when a report is drawn
-
+    """:func:`analyze` and write ``analysis.csv``, ``analysis.json`` and, unless
+    ``plots=False``, ``esd_grid.png`` (ESD histogram, fitted MP density and edge per layer;
+    first ``max_panels`` layers) and ``edges.png`` (per-layer ``sigma_plus`` and bulk
+    fraction) into ``out_dir``."""
     report = analyze(params, **kw)
     os.makedirs(out_dir, exist_ok=True)
     report.to_csv(os.path.join(out_dir, "analysis.csv"))
     report.to_json(os.path.join(out_dir, "analysis.json"))
-    plots.esd_grid(report, os.path.join(out_dir, "esd_grid.png"), max_panels=max_panels)
-    plots.edges_chart(report, os.path.join(out_dir, "edges.png"))
+    if plots:
+        from mpjax.mp import plots as draw  # matplotlib only when a report is drawn
+
+        draw.esd_grid(report, os.path.join(out_dir, "esd_grid.png"), max_panels=max_panels)
+        draw.edges_chart(report, os.path.join(out_dir, "edges.png"))
     return report
 
 

@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullLocator  # noqa: E402
 
 from mpjax.mp.fits import MPFit  # noqa: E402
 from mpjax.mp.law import pdf  # noqa: E402
@@ -29,6 +30,11 @@ from mpjax.mp.law import pdf  # noqa: E402
 X_RANGE = 1.5
 #: Longest label :func:`layer_labels` makes before it shortens the part after the block index.
 LABEL_WIDTH = 24
+#: Size of one :func:`esd_grid` panel in inches (width, height) and the PNGs' resolution.
+PANEL_INCHES = (2.6, 2.0)
+DPI = 80
+#: Points on which a panel draws the MP density.
+CURVE_POINTS = 160
 
 # Parameter names, wrappers that every layer of a model shares, and long module names.
 _LEAVES = ("kernel", "weight")
@@ -114,6 +120,9 @@ def esd_panel(
     ``bins=None`` picks about six eigenvalues per bin (10 to 60 bins). Spikes far beyond the
     edge are not drawn (so the bulk stays readable); their count is written in the panel:
     above ``spike_fit``'s edge (drawn dotted) when it is given, else above ``fit``'s edge.
+    The histogram is counted with numpy and drawn as one outline (``ax.stairs``), the
+    density on :data:`CURVE_POINTS` points: a few artists per panel, so a grid of 48
+    panels draws in about a second.
 
     Args:
       ax: the matplotlib axes.
@@ -131,10 +140,11 @@ def esd_panel(
     hi = X_RANGE * lam if lam > 0 else float(np.nanmax(ev, initial=1.0))
     shown = ev[ev <= hi]
     if shown.size:
-        bins = bins or int(np.clip(shown.size // 6, 10, 60))
-        ax.hist(shown, bins=bins, density=True, color="0.75")
+        counts, edges = np.histogram(shown, bins=bins or int(np.clip(shown.size // 6, 10, 60)),
+                                     density=True)  # fmt: skip
+        ax.stairs(counts, edges, fill=True, color="0.75", lw=0, antialiased=False)
     if fit.sigma2 > 0 and p:
-        x = np.linspace(0.0, hi, 400)
+        x = np.linspace(0.0, hi, CURVE_POINTS)
         ax.plot(x, pdf(x, p / n, fit.sigma2), color="C0", lw=1.2, label="MP fit")
         ax.axvline(lam, color="C3", lw=1, ls="--", label=f"{fit.method} edge")
     counted = spike_fit if spike_fit is not None else fit
@@ -151,11 +161,29 @@ def esd_panel(
         ax.legend(fontsize=8, loc="center right")
 
 
+def _grid_axes(n: int, ncols: int) -> tuple[Any, np.ndarray]:
+    """A figure of ``n`` panels in rows of ``ncols``, laid out by fixed margins in inches.
+
+    Fixed margins replace ``tight_layout`` (which measures every tick label of every panel
+    by drawing the figure once more). The x axis keeps three ticks; the y axis (a
+    density) none, which is most of the drawing time of a panel saved.
+    """
+    nrows = max(1, math.ceil(n / ncols))
+    width, height = PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows + 0.9
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False)
+    fig.subplots_adjust(left=0.15 / width, right=1 - 0.15 / width, bottom=0.55 / height,
+                        top=1 - 0.5 / height, wspace=0.12, hspace=0.55)  # fmt: skip
+    for ax in axes.ravel():
+        ax.xaxis.set_major_locator(MaxNLocator(3))
+        ax.yaxis.set_major_locator(NullLocator())
+    return fig, axes
+
+
 def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: int = 6) -> int:
     """Grid of :func:`esd_panel` for the first ``max_panels`` layers of an analysis.
 
     Panel titles are :func:`layer_labels` (block index first) with the matrix shape; one
-    legend for the figure.
+    legend for the figure. Drawn at :data:`DPI` dots per inch.
 
     Args:
       report: an :class:`mpjax.mp.analysis.Analysis`.
@@ -169,9 +197,7 @@ def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: 
     paths = list(report.fits)[:max_panels]
     labels = dict(zip(paths, layer_labels(list(report.fits))[: len(paths)], strict=True))
     spike_fits = getattr(report, "spike_fits", {}) or {}
-    nrows = max(1, math.ceil(len(paths) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.1 * nrows + 0.6),
-                             squeeze=False)  # fmt: skip
+    fig, axes = _grid_axes(len(paths), ncols)
     for ax, p in zip(axes.ravel(), paths, strict=False):
         f = report.fits[p]
         esd_panel(ax, report.spectra[p], f, title=f"{labels[p]}  {f.shape[0]}x{f.shape[1]}",
@@ -180,14 +206,13 @@ def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: 
         ax.axis("off")
     total = len(report.fits)
     note = f" (first {len(paths)} of {total} layers)" if total > len(paths) else ""
-    fig.suptitle(f"ESD of s^2/d_in with fitted MP law and edges{note}", fontsize=11)
+    fig.suptitle(f"ESD of s^2/d_in with fitted MP law and edges{note}", fontsize=11,
+                 y=1 - 0.08 / fig.get_figheight(), va="top")  # fmt: skip
     handles, names = axes.ravel()[0].get_legend_handles_labels()
     if handles:
         fig.legend(handles, names, loc="lower center", fontsize=9, ncols=len(handles),
                    frameon=False)  # fmt: skip
-    height = 2.1 * nrows + 0.6
-    fig.tight_layout(rect=(0, 0.3 / height, 1, 1 - 0.3 / height))
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return len(paths)
 

@@ -1,38 +1,55 @@
-"""Singular values of every weight matrix in a parameter tree, batched by shape.
+"""Singular values of every weight matrix in a parameter tree.
 
 Conventions: a layer's matrix view ``W`` has shape ``(d_out, d_in)`` (see :mod:`mpjax.tree`);
 its singular values ``s`` are returned as a numpy array sorted in **descending** order, of
 length ``p = min(d_out, d_in)``.
 
-Two paths:
+Two methods:
 
 * ``method="gram"`` (fast): orient ``W`` as ``A`` of shape ``(p, n)`` (transpose if tall),
-  form the smaller Gram matrix ``G = A A^T`` (``p x p``), reduce it to tridiagonal form
-  (LAPACK ``sytrd`` / cuSOLVER) and find its eigenvalues ``lambda`` by bisection
-  (:func:`jax.scipy.linalg.eigh_tridiagonal`), then ``s = sqrt(max(lambda, 0))``.
-  No eigenvectors are ever formed, which is what makes it several times faster than
-  ``jnp.linalg.eigvalsh`` (that one computes eigenvectors and drops them). Squaring costs
-  accuracy on the small end: ``|s_i^2 - s_hat_i^2| <= c * eps * s_1^2``, so singular values
-  far below ``sqrt(eps) * s_1`` are only accurate in that absolute sense. Use float64 or the
-  SVD path when the small end matters.
-* ``method="svd"`` (exact): ``jnp.linalg.svd(W, compute_uv=False)``, relative accuracy
+  form the smaller Gram matrix ``G = A A^T`` (``p x p``) and find its eigenvalues
+  ``lambda`` without eigenvectors (tridiagonal reduction, then a root finder), so
+  ``s = sqrt(max(lambda, 0))``. Squaring costs accuracy on the small end:
+  ``|s_i^2 - s_hat_i^2| <= c * eps * s_1^2``, so singular values far below
+  ``sqrt(eps) * s_1`` are only accurate in that absolute sense. Use float64 or the SVD
+  path when the small end matters.
+* ``method="svd"`` (exact): LAPACK ``gesdd`` without vectors, relative accuracy
   ``~ eps * s_1`` on every value.
 
-Matrices with the same oriented shape ``(p, n)`` and dtype are stacked and processed by
-``jax.jit(jax.vmap(...))`` functions; jit caches the compiled functions per shape and dtype, so
-a second call with the same shapes does not recompile (see :func:`compile_count`).
-``dtype=np.float64`` runs the computation inside ``jax.enable_x64(True)`` (no global config change) in float64.
-Half-precision leaves (bf16/fp16) are computed in float32.
+Two engines do the work:
+
+* ``engine="host"``: one task per matrix on a thread pool of one worker per CPU core, each
+  task running single-threaded BLAS/LAPACK (``G`` by a BLAS product, its eigenvalues by
+  LAPACK ``syevd`` without vectors). BLAS and LAPACK release the GIL, so the Gram product
+  of one layer overlaps the eigensolve of another, and nothing is compiled: a new shape
+  costs nothing extra. Tasks start largest first so the cores finish together. One BLAS
+  thread per task also makes the digits of a matrix's values the same whether it is
+  computed alone, in a group or in a whole tree.
+* ``engine="jax"``: matrices with the same oriented shape ``(p, n)`` and dtype are stacked
+  and processed by ``jax.jit(jax.vmap(...))`` functions (Gram product, ``sytrd`` /
+  cuSOLVER tridiagonal reduction, bisection by
+  :func:`jax.scipy.linalg.eigh_tridiagonal`); jit caches one executable per shape and
+  dtype (see :func:`compile_count`). This is the engine for arrays on an accelerator.
+
+``engine="auto"`` (the default) sends numpy arrays and JAX arrays on the CPU to the host
+engine, arrays on an accelerator to the JAX engine. Both compute in float32 unless float64
+is asked for (or the leaf is float64); half-precision leaves (bf16/fp16) are computed in
+float32. The JAX engine runs float64 inside ``jax.enable_x64(True)`` (no global config
+change).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
+from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from mpjax import tree
@@ -40,6 +57,8 @@ from mpjax import tree
 PyTree = Any
 
 METHODS = ("gram", "svd")
+#: Where the work runs: see the module docstring.
+ENGINES = ("auto", "host", "jax")
 #: Upper bound on the bytes of one stacked batch of matrices (bounds peak memory).
 BATCH_BYTES = 1 << 29
 
@@ -96,9 +115,78 @@ def compile_count(method: str = "gram") -> int:
     return _BATCHED["svd"]._cache_size()
 
 
-def _check_method(method: str) -> None:
+def _check_method(method: str, engine: str = "auto") -> None:
     if method not in METHODS:
         raise ValueError(f"method={method!r}: expected one of {METHODS}.")
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: expected one of {ENGINES}.")
+
+
+def _on_host(w: Any, engine: str) -> bool:
+    """Whether ``w`` goes to the host engine: numpy data, or a JAX array on the CPU."""
+    if engine != "auto":
+        return engine == "host"
+    if isinstance(w, jax.Array):
+        return all(d.platform == "cpu" for d in w.devices())
+    return True
+
+
+def _host_one(w: Any, method: str, dtype: np.dtype) -> np.ndarray:
+    """Descending singular values of one matrix on the host (single-threaded BLAS/LAPACK)."""
+    a = np.asarray(w, dtype=dtype)
+    a = a.T if a.shape[0] > a.shape[1] else a  # (p, n), a view
+    if method == "svd":
+        s = scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesdd")
+        return s.astype(dtype, copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        gram = a @ a.T  # BLAS syrk-like product of a with its own transpose
+    if not np.all(np.isfinite(gram)):  # overflow or NaN: LAPACK would not converge
+        return np.full(a.shape[0], np.nan, dtype)
+    ev = scipy.linalg.eigh(gram, eigvals_only=True, overwrite_a=True, check_finite=False,
+                           driver="evd")  # fmt: skip
+    # eigenvalues of a PSD matrix can come out slightly negative from rounding
+    return np.sqrt(np.maximum(ev[::-1], 0.0)).astype(dtype, copy=False)
+
+
+_BLAS = None  # a ThreadpoolController, made on first use (it scans the loaded libraries)
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _host_all(
+    mats: Mapping[str, Any], method: str, dtypes: Mapping[str, np.dtype], bar: Any = None
+) -> dict[str, np.ndarray]:
+    """``{path: s}`` of every matrix, one task per matrix, largest first.
+
+    One worker per core (at most one per matrix), each on one BLAS thread: the cores are
+    busy without oversubscription (BLAS threads that spin while another pool waits for a
+    core are what slows threaded BLAS on a loaded machine), and a matrix gets the same
+    digits whether it is computed alone or with others (the rounding of a threaded BLAS
+    call depends on its thread count).
+    """
+    global _BLAS
+    if not mats:
+        return {}
+    cost = {p: np.prod(np.shape(w), dtype=float) * min(np.shape(w)) for p, w in mats.items()}
+    order = sorted(mats, key=cost.__getitem__, reverse=True)
+    _BLAS = _BLAS or ThreadpoolController()
+    out: dict[str, np.ndarray] = {}
+    with _BLAS.limit(limits=1, user_api="blas"):
+        if len(order) == 1:  # no pool for one matrix
+            return {order[0]: _host_one(mats[order[0]], method, dtypes[order[0]])}
+        with ThreadPoolExecutor(min(_cores(), len(order)), "mpjax-spectra") as pool:
+            jobs = {pool.submit(_host_one, mats[p], method, dtypes[p]): p for p in order}
+            for job in as_completed(jobs):
+                out[jobs[job]] = job.result()
+                if bar is not None:
+                    bar.update(1)
+    return out
 
 
 def _compute_dtype(leaf_dtype: Any, dtype: Any) -> np.dtype:
@@ -141,14 +229,17 @@ def _run_batch(stack: list[Any], method: str, dtype: np.dtype, tall: bool = Fals
     return np.asarray(fn(_stack(stack, dtype)))
 
 
-def matrix_singular_values(w: Any, method: str = "gram", dtype: Any = None) -> np.ndarray:
+def matrix_singular_values(
+    w: Any, method: str = "gram", dtype: Any = None, engine: str = "auto"
+) -> np.ndarray:
     """Descending singular values of one ``(d_out, d_in)`` matrix.
 
     Args:
       w: a 2-D numpy or jax array.
-      method: ``"gram"`` (Gram matrix + tridiagonal eigenvalues) or ``"svd"``.
+      method: ``"gram"`` (Gram matrix eigenvalues) or ``"svd"``.
       dtype: ``None`` (float32, or float64 for float64 input), ``np.float32`` or
         ``np.float64``.
+      engine: ``"auto"``, ``"host"`` or ``"jax"`` (see the module docstring).
 
     Returns:
       numpy array of length ``min(d_out, d_in)``, descending, in the compute dtype.
@@ -159,13 +250,16 @@ def matrix_singular_values(w: Any, method: str = "gram", dtype: Any = None) -> n
       >>> np.round(matrix_singular_values(w), 4).tolist()
       [3.0, 2.0, 1.0]
     """
-    _check_method(method)
+    _check_method(method, engine)
     if np.ndim(w) != 2:
         raise ValueError(f"w: expected a 2-D (d_out, d_in) matrix, got shape {np.shape(w)}.")
+    cdt = _compute_dtype(w.dtype, dtype)
     if min(np.shape(w)) == 0:
-        return np.zeros((0,), dtype=_compute_dtype(w.dtype, dtype))
+        return np.zeros((0,), dtype=cdt)
+    if _on_host(w, engine):
+        return _host_all({"w": w}, method, {"w": cdt})["w"]
     a, tall = _oriented(w)
-    return _run_batch([a], method, _compute_dtype(w.dtype, dtype), tall)[0]
+    return _run_batch([a], method, cdt, tall)[0]
 
 
 def _groups(oriented: Mapping[str, tuple[Any, bool]], dtype: Any) -> dict[tuple, list[str]]:
@@ -177,12 +271,27 @@ def _groups(oriented: Mapping[str, tuple[Any, bool]], dtype: Any) -> dict[tuple,
     return groups
 
 
+def _jax_all(mats: Mapping[str, Any], method: str, dtype: Any, bar: Any) -> dict[str, np.ndarray]:
+    """``{path: s}`` by the JAX engine: same-shape matrices stacked, batches bounded in bytes."""
+    oriented = {path: _oriented(w) for path, w in mats.items()}
+    out: dict[str, np.ndarray] = {}
+    for (p, n, cdt, tall), paths in _groups(oriented, dtype).items():
+        chunk = max(1, BATCH_BYTES // (p * n * cdt.itemsize))
+        for start in range(0, len(paths), chunk):
+            part = paths[start : start + chunk]
+            values = _run_batch([oriented[q][0] for q in part], method, cdt, tall)
+            out.update(zip(part, values, strict=True))
+            bar.update(len(part))
+    return out
+
+
 def singular_values(
     params: PyTree,
     views: Mapping[str, tree.LayerView] | None = None,
     method: str = "gram",
     dtype: Any = None,
     progress: bool = False,
+    engine: str = "auto",
 ) -> dict[str, np.ndarray]:
     """Descending singular values of every selected weight matrix of ``params``.
 
@@ -190,32 +299,27 @@ def singular_values(
       params: a parameter pytree (Linen dict, ``nnx.State`` or torch-layout flat dict).
       views: ``{path: LayerView}`` from :func:`mpjax.tree.select`; default all matrices.
       method: ``"gram"`` (fast, default) or ``"svd"`` (exact); see the module docstring.
-      dtype: ``None``, ``np.float32`` or ``np.float64`` (float64 runs under
-        ``jax.enable_x64``).
+      dtype: ``None``, ``np.float32`` or ``np.float64``.
       progress: show a tqdm bar over layers (only when stderr is a terminal).
+      engine: ``"auto"`` (default), ``"host"`` or ``"jax"``; see the module docstring.
 
     Returns:
       ``{path: s}`` in the order of ``views``; ``s`` has length ``min(d_out, d_in)``.
 
     Raises:
-      ValueError: for an unknown ``method``/``dtype`` or a path missing from ``params``.
+      ValueError: for an unknown ``method``/``dtype``/``engine`` or a path missing from
+        ``params``.
     """
-    _check_method(method)
+    _check_method(method, engine)
     mats = tree.matrices(params, views)
-    oriented = {path: _oriented(w) for path, w in mats.items()}
-    out: dict[str, np.ndarray] = {}
+    dtypes = {path: _compute_dtype(w.dtype, dtype) for path, w in mats.items()}
+    out = {path: np.zeros((0,), dtypes[path]) for path, w in mats.items() if min(w.shape) == 0}
+    host = {p: w for p, w in mats.items() if p not in out and _on_host(w, engine)}
+    rest = {p: w for p, w in mats.items() if p not in out and p not in host}
     bar = tqdm(total=len(mats), desc="spectra", unit="layer", disable=None if progress else True)
-    for (p, n, cdt, tall), paths in _groups(oriented, dtype).items():
-        if p == 0:
-            out.update({path: np.zeros((0,), dtype=cdt) for path in paths})
-            bar.update(len(paths))
-            continue
-        chunk = max(1, BATCH_BYTES // (p * n * cdt.itemsize))
-        for start in range(0, len(paths), chunk):
-            part = paths[start : start + chunk]
-            values = _run_batch([oriented[q][0] for q in part], method, cdt, tall)
-            out.update(zip(part, values, strict=True))
-            bar.update(len(part))
+    bar.update(len(out))
+    out.update(_host_all(host, method, dtypes, bar))
+    out.update(_jax_all(rest, method, dtype, bar))
     bar.close()
     return {path: out[path] for path in mats}
 

@@ -115,7 +115,12 @@ def test_bad_fit_options_fail_before_spectra(rng):
     assert mp.METHODS == ("bema", "gavish_donoho", "calibrated")
 
 
-VIT_TI_SHAPES = ((192, 192), (768, 192), (192, 768), (576, 192))  # (d_out, d_in): q/k/v, fc1, fc2, qkv
+VIT_TI_SHAPES = (
+    (192, 192),
+    (768, 192),
+    (192, 768),
+    (576, 192),
+)  # (d_out, d_in): q/k/v, fc1, fc2, qkv
 
 
 def _vit_shaped(seed: int, spiked: bool) -> tuple[np.ndarray, int]:
@@ -176,8 +181,15 @@ def test_nonfinite_spectrum_gives_null_cells_not_numbers(tmp_path):
     report = analysis.analyze(params, progress=False)
     row = report.row("huge/kernel")
     assert row["status"].startswith("nonfinite")
-    for key in ("sigma2", "sigma_plus", "fit_error", "bulk_fraction", "n_spikes", "n_above_edge",
-                "spike_edge"):
+    for key in (
+        "sigma2",
+        "sigma_plus",
+        "fit_error",
+        "bulk_fraction",
+        "n_spikes",
+        "n_above_edge",
+        "spike_edge",
+    ):
         assert row[key] is None, key
     assert report.row("good/kernel")["status"] == "ok"
     report.to_json(tmp_path / "a.json")  # allow_nan=False
@@ -209,3 +221,60 @@ def test_complex_kernel_is_refused_with_its_path(rng):
     params["Dense_0"]["kernel"] = params["Dense_0"]["kernel"] * (1 + 1j)
     with pytest.raises(ValueError, match="Dense_0/kernel.*complex"):
         analysis.analyze(params, progress=False)
+
+
+def lazy_npz(params, tmp_path):
+    """``params`` written to an ``.npz`` and opened lazily."""
+    from mpjax import lazy, tree
+
+    np.savez(tmp_path / "p.npz", **tree.flatten(params))
+    return lazy.open_npz(tmp_path / "p.npz")
+
+
+@pytest.mark.parametrize("group_bytes", [1, 48 * 96 * 4 * 2, analysis.GROUP_BYTES])
+def test_lazy_tree_gives_the_rows_of_the_tree_in_memory(rng, tmp_path, group_bytes):
+    params = noisy_params(rng)
+    params.update(
+        {f"Dense_{i}": {"kernel": noisy_params(rng)["Dense_0"]["kernel"]} for i in (1, 2, 3)}
+    )
+    eager = analysis.analyze(params, progress=False)
+    t = lazy_npz(params, tmp_path)
+    reads = []
+    read = t._read
+    t._read = lambda keys: (reads.append(list(keys)), read(keys))[1]
+    lazy = analysis.lazy_singular_values(t, eager.views, group_bytes=group_bytes)
+    assert lazy.keys() == eager.spectra.keys()
+    assert all(np.array_equal(lazy[p], eager.spectra[p]) for p in lazy)
+    assert sorted(p for r in reads for p in r) == sorted(eager.views)  # each layer read once
+    if group_bytes == 1:  # one matrix a chunk, joined up to one a core: never the whole tree
+        assert max(len(r) for r in reads) < 2 * analysis._cores() < len(eager.views)
+    report = analysis.analyze(t, progress=False)
+    assert report.rows == eager.rows and report.config == eager.config
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    eager.to_json(tmp_path / "a" / "r.json"), report.to_json(tmp_path / "b" / "r.json")
+    assert (tmp_path / "a" / "r.json").read_bytes() == (tmp_path / "b" / "r.json").read_bytes()
+
+
+def test_layer_groups_share_a_shape_and_divide_it_evenly():
+    from mpjax import tree
+
+    views = {
+        f"b{i}/{n}/kernel": tree.view_of(f"b{i}/{n}/kernel", s)
+        for i in range(6)
+        for n, s in (("tall", (8, 32)), ("wide", (32, 8)), ("sq", (16, 16)))
+    }
+    groups = analysis.layer_groups(views, group_bytes=4 * 8 * 32 * 4)  # room for 4 -> 3 of 6
+    assert sorted(p for g in groups for p in g) == sorted(views)
+    for g in groups:
+        assert len({views[p].shape for p in g}) == 1 and len(g) == 3
+    assert [len(g) for g in analysis.layer_groups(views, 1)] == [1] * 18
+    assert [len(g) for g in analysis.layer_groups(views, 1 << 30)] == [6, 6, 6]
+    joined = analysis.layer_groups(views, 1, min_layers=4)  # chunks of 1 joined up to 4
+    assert [len(g) for g in joined] == [4, 4, 4, 6]  # the short tail joins the group before
+    assert [p for g in joined for p in g] == [p for g in analysis.layer_groups(views, 1) for p in g]
+    assert [len(g) for g in analysis.layer_groups(views, 1, min_layers=99)] == [18]
+
+
+def test_analyze_to_dir_without_plots_writes_tables_only(rng, tmp_path):
+    analysis.analyze_to_dir(noisy_params(rng), tmp_path / "r", plots=False, progress=False)
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["analysis.csv", "analysis.json"]

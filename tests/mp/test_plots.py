@@ -108,3 +108,55 @@ def test_edges_chart_names_blocks_and_labels_do_not_overlap(rng, tmp_path, figur
     names = [t.get_text() for t in legend.get_texts()]
     assert names == list(dict.fromkeys(names)) and "mlp/Dense_0" in names
     assert min(t.get_fontsize() for t in legend.get_texts()) >= 8
+
+
+def test_esd_grid_is_cheap_to_draw(rng, tmp_path, figures):
+    """Few artists per panel and no second layout pass: what keeps a 48-panel grid fast."""
+    report, keep = _report(rng)
+    plots.esd_grid(report, tmp_path / "g.png", ncols=4)
+    (fig,) = figures
+    assert fig.get_layout_engine() is None  # no tight_layout (it draws the figure twice)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == len(keep) and len(fig.axes) == 4 * -(-len(keep) // 4)
+    for ax in panels:
+        assert len(ax.patches) == 1  # the histogram is one StepPatch, not one bar per bin
+        assert len(ax.lines) <= 3 and len(ax.lines[0].get_xdata()) == plots.CURVE_POINTS
+        assert list(ax.get_yticks()) == [] and 2 <= len(ax.get_xticks()) <= 5
+    assert sum(not ax.axison for ax in fig.axes) == len(fig.axes) - len(keep)  # blanks hidden
+
+
+def test_histogram_matches_an_independent_count(rng, tmp_path, figures):
+    """The drawn heights are the density histogram of s^2 / d_in below 1.5 lambda_plus."""
+    report, keep = _report(rng)
+    path = keep[0]
+    fig, ax = plots.plt.subplots()
+    f = report.fits[path]
+    plots.esd_panel(ax, report.spectra[path], f, bins=7)
+    ev = report.spectra[path].astype(np.float64) ** 2 / f.shape[1]
+    shown = ev[ev <= plots.X_RANGE * f.lambda_plus]
+    heights, _ = np.histogram(shown, bins=7)
+    (step,) = ax.patches
+    data = step.get_data()
+    np.testing.assert_allclose(data.values * np.diff(data.edges) * shown.size, heights, rtol=1e-9)
+    assert data.edges[0] == shown.min() and data.edges[-1] == shown.max()
+    assert ax.get_legend() is not None
+    plots.plt.close(fig)
+
+
+@pytest.mark.parametrize("name", ["vit-b16", "vit-l16"])
+def test_report_files_written_for_12_and_24_blocks(tmp_path, name):
+    """Both figures of a full-size tree (spectra are cheap stand-ins: MP-like noise)."""
+    paths = _vit_paths(name)
+    params, rng = {}, np.random.default_rng(0)
+    for p in paths:
+        node = params
+        for part in p.split("/")[:-1]:
+            node = node.setdefault(part, {})
+        node["kernel"] = rng.standard_normal((24, 12)).astype(np.float32)
+    report = analysis.analyze(params, progress=False)
+    assert plots.esd_grid(report, tmp_path / "g.png") == min(48, len(paths))
+    plots.edges_chart(report, tmp_path / "e.png")
+    for png in ("g.png", "e.png"):
+        with open(tmp_path / png, "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+        assert (tmp_path / png).stat().st_size > 20_000

@@ -1,5 +1,6 @@
-"""Tests for mpjax.mp.spectra: known spectra, tree batching, dtypes, jit, compile cache."""
+"""Tests for mpjax.mp.spectra: known spectra, both engines, tree batching, dtypes, jit."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,14 +18,15 @@ def known_matrix(rng, shape, dtype):
     return (u * s) @ v.T, s
 
 
+@pytest.mark.parametrize("engine", ["host", "jax"])
 @pytest.mark.parametrize("method", ["gram", "svd"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(24, 40), (40, 24)])  # one compiled (24, 40) batch each
-def test_known_spectrum_recovered(rng, method, dtype, shape):
+@pytest.mark.parametrize("shape", [(24, 40), (40, 24), (32, 32)])  # wide, tall, square
+def test_known_spectrum_recovered(rng, engine, method, dtype, shape):
     w, s = known_matrix(rng, shape, dtype)
     w = w.astype(dtype)
     ref = np.linalg.svd(w.astype(np.float64), compute_uv=False)  # exact spectrum of the rounded w
-    got = spectra.matrix_singular_values(w, method=method, dtype=dtype)
+    got = spectra.matrix_singular_values(w, method=method, dtype=dtype, engine=engine)
     eps = np.finfo(dtype).eps
     assert got.dtype == dtype and got.shape == (min(shape),)
     assert np.all(np.diff(got) <= 0), "not descending"
@@ -53,11 +55,12 @@ def params_tree(rng):
     }
 
 
+@pytest.mark.parametrize("engine", ["host", "jax"])
 @pytest.mark.parametrize("method", ["gram", "svd"])
-def test_tree_matches_numpy_per_view(rng, method):
+def test_tree_matches_numpy_per_view(rng, method, engine):
     params = params_tree(rng)
     views = tree.select(params)
-    out = spectra.singular_values(params, views, method=method)
+    out = spectra.singular_values(params, views, method=method, engine=engine)
     assert list(out) == list(views)  # tree order kept, bias skipped
     for path, w in tree.matrices(params, views).items():
         ref = np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)
@@ -87,12 +90,15 @@ def test_jit_equals_eager(rng, method):
 
 
 def test_no_recompile_on_second_call(rng):
-    spectra.singular_values(params_tree(rng))
+    spectra.singular_values(params_tree(rng), engine="jax")
     before = spectra.compile_count("gram")
     assert before >= 2
-    out = spectra.singular_values(params_tree(np.random.default_rng(1)))  # same shapes, new data
+    out = spectra.singular_values(params_tree(np.random.default_rng(1)), engine="jax")
+    assert spectra.compile_count("gram") == before  # same shapes, new data
+    new_shape = {"x": {"kernel": np.ones((5, 13), np.float32)}}
+    spectra.singular_values(new_shape)  # the host engine (numpy leaves) compiles nothing
     assert spectra.compile_count("gram") == before
-    spectra.singular_values({"x": {"kernel": np.ones((5, 13), np.float32)}})  # a new shape
+    spectra.singular_values(new_shape, engine="jax")
     assert spectra.compile_count("gram") == before + 2  # counter can see a compile
     assert all(np.all(np.isfinite(s)) for s in out.values())
 
@@ -108,7 +114,7 @@ def test_same_shape_layers_batched_once(rng, monkeypatch):
     }
     # same (p, n) but the other memory order: its own batch, contracted as a^T a, no copy
     params["t"] = {"kernel": rng.standard_normal((12, 8)).astype(np.float32)}
-    out = spectra.singular_values(params)
+    out = spectra.singular_values(params, engine="jax")
     assert sorted(calls) == [1, 5]
     for path, w in tree.matrices(params).items():
         ref = np.linalg.svd(w.astype(np.float64), compute_uv=False)
@@ -122,6 +128,41 @@ def test_bad_inputs():
         spectra.matrix_singular_values(np.ones((2, 2, 2)))
     with pytest.raises(ValueError, match="dtype"):
         spectra.matrix_singular_values(np.eye(3), dtype=np.int32)
+    with pytest.raises(ValueError, match="engine"):
+        spectra.singular_values({"k": {"kernel": np.eye(3)}}, engine="gpu")
+
+
+def test_auto_engine_sends_numpy_and_cpu_arrays_to_the_host(rng, monkeypatch):
+    seen = []
+    real = spectra._host_one
+    monkeypatch.setattr(spectra, "_host_one", lambda w, *a: seen.append(type(w)) or real(w, *a))
+    w = rng.standard_normal((6, 9)).astype(np.float32)
+    params = {"a": {"kernel": w}, "b": {"kernel": jnp.asarray(w.T)}}
+    assert jax.devices()[0].platform == "cpu"  # tests run on the CPU (conftest)
+    out = spectra.singular_values(params)
+    assert len(seen) == 2
+    np.testing.assert_allclose(out["a/kernel"], out["b/kernel"], rtol=1e-6)
+    seen.clear()
+    spectra.singular_values(params, engine="jax")
+    assert seen == []
+
+
+def test_host_engine_keeps_tree_order_across_many_shapes(rng):
+    shapes = [(3 + i, 40 - 3 * i) for i in range(10)] + [(30, 7), (7, 30), (0, 4)]
+    params = {f"l{i}": {"kernel": rng.standard_normal(s)} for i, s in enumerate(shapes)}
+    out = spectra.singular_values(params, engine="host")  # tasks finish out of order
+    assert list(out) == list(tree.select(params))
+    for path, w in tree.matrices(params).items():
+        ref = np.linalg.svd(w, compute_uv=False)
+        assert out[path].dtype == np.float64 and out[path].shape == ref.shape
+        np.testing.assert_allclose(out[path], ref, rtol=1e-10, atol=1e-10 * ref.max(initial=1))
+
+
+def test_host_gram_overflow_gives_nan_not_an_error():
+    w = np.full((4, 6), 3e19, np.float32)  # s^2 ~ 1e40 overflows float32
+    assert np.all(np.isnan(spectra.matrix_singular_values(w, engine="host")))
+    s = spectra.matrix_singular_values(w, dtype=np.float64, engine="host")  # float64 is fine
+    np.testing.assert_allclose(s[0], 3e19 * np.sqrt(24), rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(40, 40), (60, 25), (25, 60), (1, 7)])
@@ -148,3 +189,18 @@ def test_thin_svd_rank_deficient_has_zero_vectors_for_zero_values(rng):
 def test_thin_svd_rejects_non_matrices():
     with pytest.raises(ValueError, match="2-D"):
         spectra.thin_svd(np.ones((2, 3, 4)))
+
+
+@pytest.mark.parametrize("shape", [(128, 300), (300, 128), (160, 160)])
+def test_host_digits_do_not_depend_on_the_company(rng, shape):
+    """One BLAS thread per matrix: a matrix alone and in a tree gives the same bits."""
+    w = rng.standard_normal(shape).astype(np.float32)
+    alone = spectra.matrix_singular_values(w.T, engine="host")  # the (d_out, d_in) view
+    others = {f"o{i}": {"kernel": rng.standard_normal((64, 96)).astype(np.float32)}
+              for i in range(3)}  # fmt: skip
+    together = spectra.singular_values({"w": {"kernel": w}, **others}, engine="host")
+    np.testing.assert_array_equal(together["w/kernel"], alone)
+    ref = np.linalg.svd(w.astype(np.float64), compute_uv=False)  # and right, of course
+    np.testing.assert_allclose(
+        alone.astype(np.float64) ** 2, ref**2, atol=50 * 1.2e-7 * ref[0] ** 2
+    )
