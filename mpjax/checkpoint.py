@@ -168,6 +168,17 @@ def _unreadable(directory: Path, err: Exception) -> ValueError:
     )
 
 
+def _checkpointer() -> ocp.Checkpointer:
+    """An orbax checkpointer of this process alone (process 0 when several are joined)."""
+    if jax.process_count() == 1:
+        return ocp.Checkpointer(ocp.CompositeCheckpointHandler())
+    mp = ocp.options.MultiprocessingOptions(primary_host=0, active_processes={0})
+    handler = ocp.CompositeCheckpointHandler(
+        composite_options=ocp.CompositeOptions(multiprocessing_options=mp)
+    )
+    return ocp.Checkpointer(handler, multiprocessing_options=mp)
+
+
 def save_params(
     directory: str | os.PathLike,
     params: PyTree,
@@ -199,6 +210,10 @@ def save_params(
         if foreign:  # the replaced checkpoint is deleted whole: never with files we did not write
             raise ValueError(f"{directory}: holds {foreign}, which mpjax did not write; move them "
                              "away or choose another directory.")
+    if jax.process_count() > 1:  # joined processes hold the same model: process 0 saves it
+        if jax.process_index() != 0:
+            return directory
+        params = jax.tree.map(np.asarray, params)  # orbax refuses process-local jax.Arrays
     flat_p = flatten(params)
     flat_m = {} if masks is None else flatten(masks)
     for path, m in flat_m.items():
@@ -223,7 +238,7 @@ def save_params(
     tmp = directory.with_name(f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}")
     directory.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+        with _checkpointer() as ckptr:
             ckptr.save(tmp, args=ocp.args.Composite(**items))
     except BaseException:  # remove this save's debris; the previous checkpoint is untouched
         for debris in directory.parent.glob(f"{tmp.name}*"):

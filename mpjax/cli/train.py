@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mpjax import checkpoint, tree
+from mpjax.cli import cluster
 from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
 from mpjax.npz import write_npz
 from mpjax.training import RECIPES, train_and_evaluate
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="override the recipe's peak learning rate")
     parser.add_argument("--seed", type=int, help="data-order / augmentation seed")
     parser.add_argument("--data-dir", help="dataset directory (default: see mpjax.data)")
+    cluster.add_cluster_arguments(parser)
     return parser
 
 
@@ -88,6 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     _check(changes)
     recipe = dataclasses.replace(recipe, train=dataclasses.replace(recipe.train, **changes))
+    node = cluster.init_from_args(args, batch_size=recipe.train.batch_size)
+    with cluster.private_out(args, node):  # only process 0 writes --out
+        return _train(args, argv, recipe)
+
+
+def _train(args: argparse.Namespace, argv: list[str] | None, recipe) -> int:
+    """Train ``recipe`` into ``args.out`` (see :func:`main`)."""
     out = prepare_out(args.out, command="train", overwrite=args.overwrite, own=_earlier_run)
     with cleaned_up_on_failure(out):
         params, result = train_and_evaluate(recipe, out / "run", args.data_dir)

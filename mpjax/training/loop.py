@@ -15,6 +15,13 @@ The loss is :func:`~mpjax.training.kd.kd_loss`; masks stay frozen through
 mesh of :func:`~mpjax.training.mesh.make_mesh` (one device is the mesh of size 1).
 See `docs/method/distillation.md` (KD loss, frozen masks).
 
+Several ``jax.distributed`` processes run the same call: the mesh spans all their devices,
+each feeds only its rows of every batch (:func:`~mpjax.training.mesh.global_batch`), all
+save and restore the one orbax checkpoint in process 0's ``workdir`` (a shared file system)
+and process 0 alone writes ``metrics.jsonl`` and ``summary.json``. The data is in-memory
+arrays or an :class:`~mpjax.training.stream.ImageStream` (decoded on the fly, its iterator
+state saved beside each checkpoint). See `docs/guide/distributed.md`.
+
 References:
   [P26] Berlyand et al., arXiv 2606.02608: distillation with a frozen mask,
   L = (1 - a) CE_ls(s, y) + a tau^2 KL(p_t^tau || p_s^tau), a = 0.5, tau = 2, label
@@ -23,6 +30,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -49,7 +57,16 @@ from mpjax.training.config import (
 from mpjax.training.evaluation import evaluate
 from mpjax.training.images import prepare_images
 from mpjax.training.kd import kd_terms
-from mpjax.training.mesh import batch_sharding, make_mesh, replicated
+from mpjax.training.mesh import (
+    batch_sharding,
+    check_batch_size,
+    global_batch,
+    local_copy,
+    make_mesh,
+    process_rows,
+    replicated,
+    shared_workdir,
+)
 from mpjax.training.progress import Progress
 from mpjax.training.runs import (
     NonFiniteGuard,
@@ -58,6 +75,7 @@ from mpjax.training.runs import (
     stream_batches,
     truncate_metrics,
 )
+from mpjax.training.stream import ImageStream, InputStates
 
 # DistillConfig, make_optimizer, make_schedule (config.py), make_mesh (mesh.py) and
 # run_fingerprint (runs.py) are re-exported: a run is configured, optimized, laid out and
@@ -171,7 +189,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainSta
 def train(
     params: PyTree,
     apply_fn: ApplyFn,
-    data: tuple[np.ndarray, np.ndarray],
+    data: tuple[np.ndarray, np.ndarray] | ImageStream,
     config: DistillConfig,
     workdir: str | Path,
     masks: PyTree | None = None,
@@ -188,64 +206,78 @@ def train(
     (printing ``resuming from step k`` to stderr), reproduces the uninterrupted run bit for
     bit (same batches, keys and schedule) and drops the metrics rows logged after that step.
     A loss that becomes NaN or infinite stops the run before anything else is saved: the
-    last good checkpoint stays.
+    last good checkpoint stays. With several processes, see the module docstring.
 
     Args:
       params: initial parameters (masked first when ``masks`` is given); not donated.
       apply_fn: ``apply_fn(params, images, train) -> logits``.
-      data: training ``(images, labels)``.
+      data: training ``(images, labels)``, or an :class:`~mpjax.training.stream.ImageStream`
+        (which then also applies the augmentation; its state goes to ``workdir/input_state``).
       config: the run's settings.
-      workdir: the run's folder (created when missing).
+      workdir: the run's folder (created when missing); process 0's is used by all.
       masks: frozen pruning masks (bool leaves, True = kept, or None) or None.
       teacher_params: teacher parameters for distillation; None trains from labels alone.
       teacher_apply_fn: the teacher's apply function; defaults to ``apply_fn``.
       eval_data: test ``(images, labels)`` evaluated at the end, or None.
 
     Returns:
-      ``(params, summary)``; summary has ``steps``, ``num_steps``, ``seconds``,
-      ``images_per_second``, ``final_loss``, ``config`` and ``test_accuracy`` (when
-      ``eval_data`` is given).
+      ``(params, summary)``; params on this process's devices; summary has ``steps``,
+      ``num_steps``, ``seconds``, ``images_per_second``, ``final_loss``, ``config`` and
+      ``test_accuracy`` (when ``eval_data`` is given).
 
     Raises:
-      ValueError: when the batch size exceeds the data or does not divide over the devices,
-        when ``workdir`` holds a checkpoint of a different run, or when the loss (or the
-        parameters) became non-finite (the message names the step and the last good
-        checkpoint).
+      ValueError: a batch size above the data or not dividing over the devices (and
+        processes); a ``workdir`` holding another run; a loss (or parameters) become
+        non-finite (the message names the step and the last good checkpoint).
     """
-    images, labels = data
-    steps_per_epoch = data_lib.num_batches(len(images), config.batch_size)
+    n = len(data) if isinstance(data, ImageStream) else len(data[0])
+    steps_per_epoch = data_lib.num_batches(n, config.batch_size)
     if steps_per_epoch < 1:
-        raise ValueError(f"batch_size: {config.batch_size} exceeds the {len(images)} examples.")
+        raise ValueError(f"batch_size: {config.batch_size} exceeds the {n} examples.")
     num_steps = config.num_steps or max(1, int(round(config.num_epochs * steps_per_epoch)))
-    save_every = checkpoint_interval(config, num_steps)
-    mesh = make_mesh(config.num_devices)
-    if config.batch_size % mesh.size:
-        raise ValueError(
-            f"batch_size: {config.batch_size} is not divisible by the {mesh.size} devices; "
-            "pick a multiple or set num_devices."
-        )
-    if masks is not None:
-        params = apply_masks(params, masks)
+    mesh = make_mesh(config.num_devices, across_processes=True)
+    check_batch_size(config.batch_size, mesh)
     tx = make_optimizer(config, num_steps, masks)
-    state = TrainState.create(params, apply_fn, tx, config, teacher_params, teacher_apply_fn)
-    # Private replicated copies: the step donates them and the caller's arrays stay valid
-    # (one fresh buffer per leaf, even where student and teacher share an array).
-    state = jax.tree.map(jnp.copy, jax.device_put(state, replicated(mesh)))
-    workdir = Path(workdir)
+    # A stream augments while it decodes; the step must not augment a second time.
+    streamed = isinstance(data, ImageStream)
+    step_config = dataclasses.replace(config, augment=False) if streamed else config
+
+    def create(params, masks, teacher_params):
+        # Private copies: the step donates them and the caller's arrays stay valid (one
+        # fresh buffer per leaf, even where student and teacher share an array).
+        params = params if masks is None else apply_masks(params, masks)
+        state = TrainState.create(params, apply_fn, tx, step_config, teacher_params,
+                                  teacher_apply_fn)  # fmt: skip
+        return jax.tree.map(jnp.copy, state)
+
+    # One compiled function instead of an eager op (and a compilation) per leaf.
+    inputs = jax.device_put((params, masks, teacher_params), replicated(mesh))
+    state = jax.jit(create, out_shardings=replicated(mesh))(*inputs)
+    workdir = shared_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    ckpt = TrainCheckpointer(workdir / "checkpoints", save_every)
+    ckpt = TrainCheckpointer(workdir / "checkpoints", checkpoint_interval(config, num_steps))
     try:
-        return _run(state, ckpt, workdir, images, labels, config, num_steps, masks, eval_data)
+        return _run(state, ckpt, workdir, data, config, num_steps, masks, eval_data)
     finally:
         ckpt.close()
+
+
+def _feed(data, config: DistillConfig, num_steps: int, start: int, stop: int, rows: slice, state):
+    """``(stream iterator or None, (step, {"image", "label"}) of this process's rows)``."""
+    if isinstance(data, ImageStream):
+        iterator = data.iterate(config, num_steps, start, state(start))
+        return iterator, zip(range(start, stop), (b for _, b in iterator), strict=False)
+    images, labels = data
+    spe = data_lib.num_batches(len(images), config.batch_size)
+    batches = stream_batches(images, labels, config, start, stop, spe)
+    return None, ((t, {"image": x[rows], "label": y[rows]}) for t, (x, y) in batches)
 
 
 def _run(
     state: TrainState,
     ckpt: TrainCheckpointer,
     workdir: Path,
-    images: np.ndarray,
-    labels: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray] | ImageStream,
     config: DistillConfig,
     num_steps: int,
     masks: PyTree | None,
@@ -253,23 +285,28 @@ def _run(
 ) -> tuple[PyTree, dict]:
     """The loop of :func:`train` from a step-0 ``state`` (resumed here from ``ckpt``)."""
     teacher = state.teacher_params is not None
-    steps_per_epoch = data_lib.num_batches(len(images), config.batch_size)
+    primary = jax.process_index() == 0  # the one process that writes metrics and summary
+    n = len(data) if isinstance(data, ImageStream) else len(data[0])
+    steps_per_epoch = data_lib.num_batches(n, config.batch_size)
     fingerprint = run_fingerprint(config, num_steps, masks, teacher)
     state = resume(ckpt, state, fingerprint, workdir)
     start = int(state.step)
-    truncate_metrics(workdir / "metrics.jsonl", start)
+    if primary:
+        truncate_metrics(workdir / "metrics.jsonl", start)
     stop = num_steps if config.stop_after_steps is None else min(num_steps, config.stop_after_steps)
     desc = "distill" if teacher else "train"
-    bar = Progress(num_steps, desc, initial=start, enabled=config.progress)
+    bar = Progress(num_steps, desc, initial=start, enabled=config.progress and primary)
     guard = NonFiniteGuard(ckpt)
-    schedule = make_schedule(config, num_steps)
-    shard = batch_sharding(make_mesh(config.num_devices))
+    schedule = jax.jit(make_schedule(config, num_steps))
+    shard = batch_sharding(make_mesh(config.num_devices, across_processes=True))
+    rows = process_rows(shard, config.batch_size)
+    input_state = InputStates(workdir / "input_state", ckpt)
+    iterator, feed = _feed(data, config, num_steps, start, stop, rows, input_state.path)
     t0 = t_log = time.perf_counter()
     last_log, loss = start, float("nan")
-    with bar, open(workdir / "metrics.jsonl", "a") as log:
-        for step, (x, y) in stream_batches(images, labels, config, start, stop, steps_per_epoch):
-            batch = jax.device_put({"image": x, "label": y}, shard)
-            state, metrics = train_step(state, batch)
+    with bar, open(workdir / "metrics.jsonl", "a") if primary else contextlib.nullcontext() as log:
+        for step, local in feed:
+            state, metrics = train_step(state, global_batch(local, shard, config.batch_size))
             guard.record(step + 1, metrics["loss"])
             if (step + 1) % config.log_every == 0 or step + 1 == stop:
                 guard.check()
@@ -282,19 +319,22 @@ def _run(
                     "lr": float(schedule(step)),
                     "images_per_second": ips,
                 }
-                log.write(json.dumps(row) + "\n")
-                log.flush()
+                if log is not None:
+                    log.write(json.dumps(row) + "\n")
+                    log.flush()
                 loss, t_log, last_log = row["loss"], now, step + 1
                 bar.set_postfix(loss=loss, img_s=round(ips))
             bar.update(1)
             if (step + 1) % ckpt.save_every == 0 or step + 1 == stop:
                 guard.check(state.params)  # never save NaN parameters
+                input_state.save(step + 1, iterator)  # before the checkpoint that points to it
                 position = {
                     "epoch": (step + 1) // steps_per_epoch,
                     "batch": (step + 1) % steps_per_epoch,
                 }
                 meta = {**position, "num_steps": num_steps, "fingerprint": fingerprint}
                 ckpt.save(step + 1, state.replace(teacher_params=None), meta, force=True)
+                input_state.prune()
     seconds = time.perf_counter() - t0
     summary = {
         "steps": int(state.step),
@@ -304,13 +344,15 @@ def _run(
         "final_loss": loss,
         "config": dataclasses.asdict(config),
     }
+    params = local_copy(state.params)
     if eval_data is not None:
         summary["test_accuracy"] = evaluate(
-            state.params, state.apply_fn, *eval_data, config.eval_batch_size, config.num_devices,
-            progress=config.progress,
+            params, state.apply_fn, *eval_data, config.eval_batch_size,
+            None if jax.process_count() > 1 else config.num_devices, progress=config.progress,
         )  # fmt: skip
-    (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return state.params, summary
+    if primary:
+        (workdir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return params, summary
 
 
 def distill(
