@@ -105,7 +105,6 @@ assert parity["max_abs_diff"] < 1e-4""")
 code("""if CONFIG == "full":
     import tempfile
 
-    import jax
     import torch
 
     from mpjax import export, tree

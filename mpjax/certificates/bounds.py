@@ -55,6 +55,7 @@ __all__ = [
     "path_bound",
     "is_zero_bound",
     "gaussian_path_bound",
+    "gaussian_drift_bound",
     "gaussian_g_from_edge",
 ]
 
@@ -155,17 +156,15 @@ def _check_layer(r: Array, psi1: Array, name: str = "R") -> None:
 def residual_inf_norms(r: Array, psi1: Array) -> Array:
     """``||R psi1(s)||_inf`` per sample (max over output rows and, if present, tokens).
 
+    Computed in numpy float64 whatever the dtype of ``r`` and ``psi1`` (a float32 product
+    can round a small ``R psi1(s)`` to zero or lose digits the certificates compare).
+
     Raises:
       ValueError: if ``r`` is not a matrix or ``psi1`` is empty or of another ``d_in``.
     """
     _check_layer(r, psi1)
-    return _residual_inf(jnp.asarray(r), jnp.asarray(psi1))
-
-
-@jax.jit
-def _residual_inf(r: Array, psi1: Array) -> Array:
-    out = jnp.abs(psi1 @ r.T)
-    return jnp.max(out.reshape(out.shape[0], -1), axis=1)
+    out = np.abs(f64(psi1) @ f64(r).T)
+    return np.max(out.reshape(out.shape[0], -1), axis=1)
 
 
 def data_path_bound(
@@ -233,6 +232,32 @@ def gaussian_path_bound(
     lip = np.broadcast_to(f64(lipschitz), norms.shape)
     scale = math.sqrt(2.0 * g / n * math.log(2.0 * n * count / delta))
     return float(2.0 * np.mean(lip * norms) * scale)
+
+
+def gaussian_drift_bound(
+    psi1: Array, lipschitz: Array | float, g: float, n: int, delta: float
+) -> np.ndarray:
+    """Per-sample form of statement 9: for ``R`` (``n x m``) iid ``N(0, g/n)`` independent of
+    the data, for each sample ``s``, with probability ``>= 1 - delta``,
+    ``||z_{S+R}(s) - z_S(s)||_inf <= L_s ||R psi1(s)||_inf <= L_s ||v_s||_2 sqrt((2g/n) log(2 n K_s / delta))``
+    (``K_s`` the tokens of ``s``, 1 for vectors). With ``delta = 1/n`` this is the removal lemma
+    of the L2 theory: ``P(||dX(s)||_inf <= tau_N(s)) >= 1 - 1/N``, and a union bound over a set
+    ``T'`` keeps every label whose dense margin exceeds ``2 tau_N(s)`` with probability
+    ``>= 1 - |T'| delta``.
+
+    Returns:
+      The per-sample thresholds (float64, shape ``(|T|,)``).
+
+    Raises:
+      ValueError: if ``delta`` is not in ``(0, 1)``.
+    """
+    if not 0 < delta < 1:
+        raise ValueError(f"delta={delta}: must lie in (0, 1).")
+    x = f64(psi1)
+    x = x.reshape(x.shape[0], -1, x.shape[-1])
+    norms = np.linalg.norm(x, axis=-1).max(axis=1)
+    lip = np.broadcast_to(f64(lipschitz), norms.shape)
+    return lip * norms * math.sqrt(2.0 * g / n * math.log(2.0 * n * x.shape[1] / delta))
 
 
 def gaussian_g_from_edge(sigma_plus: float, n: int, m: int) -> float:

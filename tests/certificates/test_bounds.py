@@ -10,6 +10,7 @@ from mlp_oracle import forward, make_net, with_layer
 
 from mpjax.certificates.bounds import (
     data_path_bound,
+    gaussian_drift_bound,
     gaussian_g_from_edge,
     gaussian_path_bound,
     is_zero_bound,
@@ -80,3 +81,25 @@ def test_gaussian_sufficient_condition_monte_carlo(seed):
 def test_bad_inputs_raise(call):
     with pytest.raises(ValueError):
         call()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_path_bound_is_float64_arithmetic(dtype):
+    """``R psi1 = (1e8 + 1) - 1e8 = 1``: float32 arithmetic would round it to 0 (or 8)."""
+    r = np.array([[1.0, -1.0]], dtype)
+    psi1 = np.array([[1e8 + 1.0, 1e8]])  # float64 input; 1e8 + 1 is not a float32
+    b = data_path_bound(r, psi1, 0.5)
+    assert b.residual_inf.dtype == np.float64 and b.residual_inf[0] == 1.0
+    assert b.bound == 1.0  # 2 * 0.5 * 1
+    assert float(np.float32(1e8 + 1.0) - np.float32(1e8)) != 1.0  # the float32 result differs
+
+
+def test_gaussian_drift_bound_per_sample():
+    v = np.array([[3.0, 4.0], [0.0, 1.0]])  # norms 5 and 1
+    got = gaussian_drift_bound(v, np.array([1.0, 2.0]), g=2.0, n=10, delta=0.1)
+    scale = math.sqrt(2 * 2.0 / 10 * math.log(2 * 10 / 0.1))
+    np.testing.assert_allclose(got, [5 * scale, 2 * scale], rtol=1e-12)
+    tokens = gaussian_drift_bound(np.ones((1, 4, 2)), 1.0, 1.0, 10, 0.1)  # 4 tokens: K = 4
+    assert tokens[0] == pytest.approx(math.sqrt(2) * math.sqrt(2 / 10 * math.log(80 / 0.1)))
+    with pytest.raises(ValueError, match="delta"):
+        gaussian_drift_bound(v, 1.0, 1.0, 10, 1.0)

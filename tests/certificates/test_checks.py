@@ -1,13 +1,24 @@
 """Tests for mpjax.certificates.checks: negative controls showing the checks can fail (a
-Lipschitz constant 10x too small is caught). The checks passing is tested with the
-statements (test_statements.py)."""
+Lipschitz constant 10x too small is caught), vacuous counts and tightness, probability checks
+and the Ledger. The checks passing is tested with the statements (test_statements.py)."""
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from mlp_oracle import ce, forward, make_net, random_split, with_layer
 
 from mpjax.certificates.bounds import data_path_bound, mlp_lipschitz
-from mpjax.certificates.checks import check_logit_drift, check_path_bound
+from mpjax.certificates.checks import (
+    Ledger,
+    check_bound,
+    check_frequency,
+    check_level,
+    check_logit_drift,
+    check_margins,
+    check_path_bound,
+    min_draws,
+)
+from mpjax.certificates.statements import margin_certificate
 
 
 def test_negative_control_exact_last_layer():
@@ -48,3 +59,62 @@ def test_negative_control_hidden_layers_some_violation():
         bad = data_path_bound(r, inputs[1], 0.1 * mlp_lipschitz(ws[2:], name))
         found += not check_logit_drift(z1, z0, bad).holds
     assert found > 0
+
+
+def test_check_bound_counts_vacuous_and_tightness():
+    c = check_bound("s", [1.0, 2.0, 1.0], [0.5, 1.0, 0.9], vacuous=[False, False, True])
+    assert c.holds and c.n_checked == 3 and c.n_vacuous == 1
+    assert c.max_ratio == pytest.approx(0.5)  # 0.9 / 1.0 is vacuous: left out
+    exact = check_bound("s", [-1.0], [-1.5], exact=-2.0)  # (-1.5 + 2) / (-1 + 2)
+    assert exact.max_ratio == pytest.approx(0.5)
+    assert not check_bound("s", [1.0], [1.1], tol=1e-3).holds
+    assert check_bound("s", [], []).n_checked == 0
+
+
+def test_theta_one_is_never_compared():
+    b = data_path_bound(jnp.eye(2), jnp.ones((3, 2)), 1.0)
+    c = check_path_bound([0.0, 1.0], [1.0, 0.5], 0.5, b)  # theta = 1 would compare 0.5 with 0.5
+    assert c.n_checked == 1
+    assert check_path_bound([1.0], [0.5], 0.5, b).n_checked == 0
+
+
+def test_check_margins_vacuous_when_nothing_is_certified():
+    z1 = np.array([[1.0, 0.9], [2.0, 1.95]])
+    b = data_path_bound(np.eye(2), np.ones((2, 2)), 1.0)  # eta = 1 >> margins
+    cert = margin_certificate(z1, b)
+    assert not cert.certified.any()
+    c = check_margins(z1, z1 - [[1.0, -1.0], [0.0, 0.0]], cert)
+    assert c.holds and c.n_vacuous == 2
+    assert c.max_ratio == pytest.approx(1.0)  # sample 0: gap shrinks by 2 = 2 eta
+
+
+def test_probability_checks_need_enough_draws_and_see_a_wrong_level():
+    assert min_draws(0.1) == 324 and min_draws(0.01) == 3564
+    with pytest.raises(ValueError, match="at least 324"):
+        check_frequency("p", np.zeros(100, bool), 0.1)
+    rng = np.random.default_rng(0)
+    fails = rng.uniform(size=2000) < 0.1  # rate 0.1: holds at delta = 0.1
+    assert check_frequency("p", fails, 0.1).holds
+    assert not check_frequency("p", rng.uniform(size=2000) < 0.16, 0.1).holds
+    m = rng.normal(size=2000)
+    q = float(np.quantile(m, 0.9))
+    c = check_level("p", m, q * 1.01, 0.1)
+    assert c.holds and c.max_ratio == pytest.approx(1 / 1.01, rel=1e-3)
+    assert not check_level("p", m, q * 0.8, 0.1).holds
+
+
+def test_ledger_raises_on_a_failed_check_or_a_passing_control():
+    led = Ledger()
+    led.add(check_bound("a", [1.0], [0.5]))
+    led.control(check_bound("a [control]", [0.1], [0.5]))
+    led.verify()
+    rows = {r[0]: r for r in led.rows()}
+    assert rows["a"][1:4] == (1, 0, 0.5) and rows["a [control]"][4:] == (1, 1)
+    assert "a [control]" in led.table()
+    led.control(check_bound("b [control]", [1.0], [0.5]))  # a wrong bound that still holds
+    with pytest.raises(AssertionError, match="negative control passed: b"):
+        led.verify()
+    led2 = Ledger()
+    led2.add(check_bound("c", [0.1], [0.5]))
+    with pytest.raises(AssertionError, match="violated: c"):
+        led2.verify()
