@@ -13,10 +13,12 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 
 from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
-from mpjax.dynamics import CONFIGS, load_config, run_experiment, validate
+from mpjax.dynamics import CONFIGS, load_config, run_experiment, store, validate, verdicts
+from mpjax.dynamics.config import DynamicsConfig, to_dict
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +39,44 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite_flag(parser)
     parser.add_argument("--epochs", type=int, default=None, help="override config.epochs")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="also write a compact results JSON here: the config, the command, the summary "
+        "and the per-claim verdicts (mpjax.dynamics.verdicts)",
+    )
+    parser.add_argument(
+        "--compare",
+        default=None,
+        help="a --results JSON of the N(0, 1/N) scaling run, to judge the N(0, 1/N^2) claim",
+    )
     return parser
+
+
+def results_document(
+    config: DynamicsConfig, result: dict, argv: list[str], compare: dict | None
+) -> dict:
+    """The ``--results`` JSON: what ran (config, command), its summary, the verdicts."""
+    if config.experiment == "scaling":
+        rows = result["rows"]
+        init = {"1/width": "N(0, 1/N)", "1/width^2": "N(0, 1/N^2)"}.get(
+            config.init_scaling, config.init_scaling
+        )
+        found = verdicts.scaling_verdicts(rows, init=init)
+        if compare is not None:  # this run is the 1/N^2 one: judge "falls faster"
+            found.insert(1, verdicts.scaling_verdicts(compare["result"]["rows"], rows)[1])
+    else:
+        found = verdicts.table_verdicts(result["arms"])
+        if config.experiment == "noise":
+            arm = [a for a in result["arms"] if a["arm"] == (config.noise_arm or a["arm"])][0]
+            mid = config.widths[config.n_layers // 2]
+            found += verdicts.noise_verdicts(result["noise"], mid, arm["test_acc_mean"])
+    return {
+        "command": "mpjax dynamics " + " ".join(argv),
+        "config": to_dict(config),
+        "result": result,
+        "verdicts": found,
+    }
 
 
 def is_dynamics_run(path: Path) -> bool:
@@ -73,9 +112,20 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--epochs {args.epochs}: must be >= 1.")
         config = validate(dataclasses.replace(config, epochs=args.epochs))
     out = prepare_out(args.out, command="dynamics", overwrite=args.overwrite, own=is_dynamics_run)
+    compare = None
+    if args.compare is not None:
+        if not os.path.isfile(args.compare):
+            raise ValueError(f"--compare {args.compare}: no such file; give a --results JSON")
+        with open(args.compare) as f:
+            compare = json.load(f)
     with cleaned_up_on_failure(out):
         result = run_experiment(config, str(out), resume=args.resume, plots=not args.no_plots)
     print(json.dumps(result, indent=2))
+    if args.results is not None:
+        doc = results_document(
+            config, result, list(sys.argv[1:] if argv is None else argv), compare
+        )
+        store.write_json(args.results, doc)
     written = "summary.json" if config.experiment != "scaling" else "scaling.json"
     plots = "" if args.no_plots else ", plots/"
     print(f"run written to {out}: {written}{plots}")

@@ -1,21 +1,34 @@
 """The L2 dynamics study: spectra of fully connected nets during L1/L2-regularised training.
 
-Modules: :mod:`~mpjax.dynamics.config` (the run's settings and named configs),
+Modules: :mod:`~mpjax.dynamics.config` (the run's settings),
+:mod:`~mpjax.dynamics.presets` (the named configs),
 :mod:`~mpjax.dynamics.data` (Fashion-MNIST or a low-rank teacher),
 :mod:`~mpjax.dynamics.trainer` (members trained at once, recorded every epoch),
 :mod:`~mpjax.dynamics.record` (what is recorded per layer, MP pruning of Algorithm 1),
+:mod:`~mpjax.dynamics.algorithm1` (MP pruning during training: keep, sparsify, split),
 :mod:`~mpjax.dynamics.store` (the on-disk run), :mod:`~mpjax.dynamics.experiments` (runs read
-back, the scaling and noise experiments) and :mod:`~mpjax.dynamics.plots`.
+back, the scaling and noise experiments), :mod:`~mpjax.dynamics.verdicts` (per-claim verdicts)
+and :mod:`~mpjax.dynamics.plots`.
 The theory: `docs/method/l2-theory.md`.
 """
 
-from mpjax.dynamics import config, data, experiments, plots, record, store, trainer
+from mpjax.dynamics import (
+    algorithm1,
+    config,
+    data,
+    experiments,
+    plots,
+    presets,
+    record,
+    store,
+    trainer,
+    verdicts,
+)
 from mpjax.dynamics.config import (
-    CONFIGS,
     Arm,
     DynamicsConfig,
-    load_config,
     member_strengths,
+    to_dict,
     validate,
 )
 from mpjax.dynamics.data import (
@@ -36,10 +49,12 @@ from mpjax.dynamics.plots import (
     plot_bulk_edge,
     plot_energy,
     plot_esd,
+    plot_noise,
     plot_scaling,
     plot_spikes,
     save_run_plots,
 )
+from mpjax.dynamics.presets import CONFIGS, load_config
 from mpjax.dynamics.record import (
     decompose,
     layer_paths,
@@ -56,6 +71,9 @@ from mpjax.dynamics.trainer import (
 )
 
 __all__ = [
+    "algorithm1",
+    "verdicts",
+    "presets",
     "config",
     "data",
     "experiments",
@@ -80,10 +98,12 @@ __all__ = [
     "load_run",
     "load_study_data",
     "member_strengths",
+    "to_dict",
     "noise_injection",
     "plot_bulk_edge",
     "plot_energy",
     "plot_esd",
+    "plot_noise",
     "plot_scaling",
     "plot_spikes",
     "read_index",

@@ -6,7 +6,7 @@ pruning (Algorithm 1 of [P25], see `docs/method/l2-theory.md`) runs during train
 whole train step is ``vmap``-ed over them (seeds and regularisation sweeps are batched).
 Width sweeps change shapes and run one width after the other (``experiment="scaling"``).
 
-Named configs (:data:`CONFIGS`):
+Named configs (``CONFIGS`` and ``load_config`` in :mod:`mpjax.dynamics.presets`):
 
 * ``"small"``: the notebook config, a rank-4 synthetic teacher, strong L2 vs none (< 90 s).
 * ``"default"``: one Fashion-MNIST run ``[784, 512, 512, 10]`` with L2 and without (CPU).
@@ -23,14 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 ACTIVATIONS = ("abs", "relu")
-INITS = ("1/N", "1/N^2")
+INITS = ("1/N", "1/N^2", "1/width", "1/width^2", "torch")
+INPUT_SCALINGS = ("standard", "unit", "max_norm")
+NOISE_LAYERS = ("middle", "non_final")
+NOISE_EPS = ("variance_c_over_N", "std")
 DATASETS = ("fashion_mnist", "teacher")
 OPTIMIZERS = ("sgd", "adam")
 EXPERIMENTS = ("train", "scaling", "noise")
@@ -62,8 +64,17 @@ class DynamicsConfig:
       widths: layer widths ``[d_0, ..., d_L]``; ``d_0`` must match the data, ``d_L`` the classes.
       activation: ``"abs"`` (the papers' |.|) or ``"relu"``; the last layer is linear.
       init_scaling: kernel variance ``g / N`` (``"1/N"``) or ``g / N^2`` (``"1/N^2"``),
-        ``N`` the fan-in ``d_in`` (as :class:`mpjax.models.mlp.MLP`).
+        ``N`` the fan-in ``d_in`` (as :class:`mpjax.models.mlp.MLP`); ``"1/width"`` /
+        ``"1/width^2"``: variance ``g / N`` / ``g / N^2`` for every layer with ``N =
+        widths[1]`` the hidden width (the papers' scaling experiment); ``"torch"``: kernels and
+        biases ``U(-1/sqrt(d_in), 1/sqrt(d_in))``, PyTorch's ``nn.Linear`` default (``g``
+        unused).
       g: the variance scale of the initialisation.
+      input_scaling: ``"standard"`` (pixels standardised by the training mean/std),
+        ``"unit"`` (pixels ``x / 255`` in [0, 1], torchvision's ``ToTensor``) or
+        ``"max_norm"`` (pixels in [0, 1] times one factor so that the largest l2 norm of an
+        input in the train and test sets used is ``input_max_norm``).
+      input_max_norm: the largest input norm under ``"max_norm"`` (0.05 in the papers).
       use_bias: add biases (initialised at 0, never regularised nor pruned).
       dataset: ``"fashion_mnist"`` or ``"teacher"`` (a synthetic low-rank teacher net).
       n_train: use the first ``n_train`` training samples (``None``: all).
@@ -82,11 +93,22 @@ class DynamicsConfig:
       prune_every: MP pruning period ``l`` in epochs (arms with ``mp=True``).
       prune_horizon: ``f(epoch) = max(0, 1 - epoch / prune_horizon)`` of the bulk is kept (200).
       fit_error_max: prune a layer only when its MP fit error is below this ("gamma_fit").
+      sparsify_theta: Algorithm 1's singular-vector sparsification: entries of a kept bulk
+        vector ``u_k``, ``v_k`` below ``theta (1 - s_k / sigma_plus)^30``, and entries of any
+        kept vector below ``theta / 750``, are zeroed (0: no sparsification).
+      split: Algorithm 1 splits a layer into two factors when that saves parameters (the
+        layer is then never pruned again and keeps its rank).
       top_k: how many top singular values / vectors are tracked per layer.
       experiment: ``"train"``, ``"scaling"`` (sweep ``scaling_widths``) or ``"noise"``.
       scaling_widths: the ``N`` of ``[d_0, N, N, d_L]`` in the scaling experiment.
-      noise_levels: the ``c`` of eps = c / N in the noise experiment.
+      noise_levels: the ``c`` of eps = c / N (``noise_eps="variance_c_over_N"``) or the
+        standard deviations eps (``noise_eps="std"``) of the noise experiment.
       noise_draws: noise draws averaged per level.
+      noise_layers: ``"middle"`` (the middle layer only) or ``"non_final"`` (every layer but
+        the last, as in the papers).
+      noise_eps: ``"variance_c_over_N"``: ``E ~ N(0, c / N)`` (variance ``c/N``, ``N`` the
+        fan-in); ``"std"``: ``E ~ N(0, eps^2)``, eps a standard deviation.
+      noise_arm: the arm whose trained members are perturbed (``None``: every member).
     """
 
     name: str = "custom"
@@ -95,6 +117,8 @@ class DynamicsConfig:
     init_scaling: str = "1/N"
     g: float = 2.0
     use_bias: bool = True
+    input_scaling: str = "standard"
+    input_max_norm: float = 0.05
     dataset: str = "fashion_mnist"
     n_train: int | None = None
     n_test: int | None = None
@@ -112,11 +136,16 @@ class DynamicsConfig:
     prune_every: int = 4
     prune_horizon: float = 200.0
     fit_error_max: float = 0.1
+    sparsify_theta: float = 0.0
+    split: bool = False
     top_k: int = 8
     experiment: str = "train"
     scaling_widths: tuple[int, ...] = (64, 128, 256)
     noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0)
     noise_draws: int = 4
+    noise_layers: str = "middle"
+    noise_eps: str = "variance_c_over_N"
+    noise_arm: str | None = None
 
     @property
     def members(self) -> list[tuple[Arm, int]]:
@@ -140,84 +169,6 @@ def member_strengths(config: DynamicsConfig) -> tuple[np.ndarray, np.ndarray]:
     l1 = np.asarray([arm.l1 for arm, _ in config.members], np.float32)
     l2 = np.asarray([arm.l2 for arm, _ in config.members], np.float32)
     return l1, l2
-
-
-def _arm(name: str, l1: float = 0.0, l2: float = 0.0, mp: bool = False) -> Arm:
-    return Arm(name=name, l1=l1, l2=l2, mp=mp)
-
-
-def comparison_arms(l1: float, l2: float) -> tuple[Arm, ...]:
-    """The five arms of the papers' table: none / MP / L1+L2 / MP+L1+L2 / MP+L2."""
-    return (
-        _arm("none"),
-        _arm("MP", mp=True),
-        _arm("L1+L2", l1=l1, l2=l2),
-        _arm("MP+L1+L2", l1=l1, l2=l2, mp=True),
-        _arm("MP+L2", l2=l2, mp=True),
-    )
-
-
-CONFIGS: dict[str, DynamicsConfig] = {
-    "small": DynamicsConfig(
-        name="small",
-        widths=(32, 128, 128, 10),
-        dataset="teacher",
-        n_train=4096,
-        n_test=2048,
-        teacher_rank=4,
-        teacher_hidden=32,
-        lr=0.05,
-        batch_size=128,
-        epochs=30,
-        top_k=6,
-        arms=(_arm("none"), _arm("L2", l2=1e-2)),
-    ),
-    "default": DynamicsConfig(
-        name="default",
-        widths=(784, 512, 512, 10),
-        epochs=4,
-        lr=0.02,
-        arms=(_arm("none"), _arm("L2", l2=1e-3)),
-    ),
-    "cpu": DynamicsConfig(
-        name="cpu",
-        widths=(784, 512, 512, 10),
-        epochs=6,
-        lr=0.02,
-        prune_every=2,
-        prune_horizon=12.0,
-        arms=comparison_arms(l1=1e-5, l2=1e-3),
-    ),
-    "paper": DynamicsConfig(
-        name="paper",
-        widths=(784, 3000, 3000, 3000, 3000, 500, 10),
-        activation="abs",
-        epochs=100,
-        lr=0.01,
-        prune_every=4,
-        prune_horizon=200.0,
-        arms=comparison_arms(l1=1e-6, l2=1e-6),
-    ),
-    "scaling": DynamicsConfig(
-        name="scaling",
-        experiment="scaling",
-        widths=(784, 256, 256, 10),
-        epochs=3,
-        lr=0.02,
-        n_train=20000,
-        scaling_widths=(64, 128, 256, 512),
-        arms=(_arm("L2", l2=1e-4),),
-    ),
-    "noise": DynamicsConfig(
-        name="noise",
-        experiment="noise",
-        widths=(784, 256, 256, 10),
-        epochs=3,
-        lr=0.02,
-        n_train=20000,
-        arms=(_arm("L2", l2=1e-4),),
-    ),
-}
 
 
 def to_dict(config: DynamicsConfig) -> dict[str, Any]:
@@ -247,18 +198,6 @@ def from_dict(raw: Mapping[str, Any]) -> DynamicsConfig:
             arms.append(Arm(**a))
         kw["arms"] = tuple(arms)
     return validate(DynamicsConfig(**kw))
-
-
-def load_config(name_or_path: str) -> DynamicsConfig:
-    """A named config from :data:`CONFIGS` or a JSON file (keys of :class:`DynamicsConfig`)."""
-    if name_or_path in CONFIGS:
-        return validate(CONFIGS[name_or_path])
-    if os.path.isfile(name_or_path):
-        with open(name_or_path) as f:
-            return from_dict(json.load(f))
-    raise ValueError(
-        f"--config {name_or_path!r}: neither a named config {sorted(CONFIGS)} nor a JSON file"
-    )
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -292,6 +231,25 @@ def validate(config: DynamicsConfig) -> DynamicsConfig:
         )
     _check(c.activation in ACTIVATIONS, f"config.activation={c.activation!r}: use {ACTIVATIONS}")
     _check(c.init_scaling in INITS, f"config.init_scaling={c.init_scaling!r}: use one of {INITS}")
+    _check(
+        c.input_scaling in INPUT_SCALINGS,
+        f"config.input_scaling={c.input_scaling!r}: use one of {INPUT_SCALINGS}",
+    )
+    _check(c.input_max_norm > 0, f"config.input_max_norm={c.input_max_norm}: must be > 0")
+    _check(c.sparsify_theta >= 0, f"config.sparsify_theta={c.sparsify_theta}: must be >= 0")
+    _check(c.noise_layers in NOISE_LAYERS, f"config.noise_layers: use one of {NOISE_LAYERS}")
+    _check(c.noise_eps in NOISE_EPS, f"config.noise_eps={c.noise_eps!r}: use one of {NOISE_EPS}")
+    _check(
+        c.noise_arm is None or c.noise_arm in [a.name for a in c.arms],
+        f"config.noise_arm={c.noise_arm!r}: not an arm name; use one of "
+        f"{[a.name for a in c.arms]} or null",
+    )
+    if c.init_scaling in ("1/width", "1/width^2"):
+        _check(
+            len(set(c.widths[1:-1])) == 1,
+            f"config.widths={c.widths}: init_scaling={c.init_scaling!r} needs equal hidden "
+            "widths [d_in, N, ..., N, d_out]; use '1/N' for other nets",
+        )
     _check(c.dataset in DATASETS, f"config.dataset={c.dataset!r}: use one of {DATASETS}")
     _check(c.optimizer in OPTIMIZERS, f"config.optimizer={c.optimizer!r}: use {OPTIMIZERS}")
     _check(c.experiment in EXPERIMENTS, f"config.experiment={c.experiment!r}: use {EXPERIMENTS}")

@@ -42,8 +42,27 @@ def teacher_data(config: DynamicsConfig) -> StudyData:
     return StudyData(x[:n_tr], y[:n_tr], x[n_tr:], y[n_tr:])
 
 
+def max_norm_scale(x_train: np.ndarray, x_test: np.ndarray, max_norm: float) -> float:
+    """The factor ``c`` that makes ``max_i ||c x_i||_2 = max_norm`` over train and test inputs.
+
+    Args:
+      x_train: flattened inputs ``[n, d]`` (pixels in [0, 1]).
+      x_test: flattened inputs ``[n', d]``.
+      max_norm: the target largest l2 norm (0.05 in the papers' scaling experiment).
+    """
+    largest = max(float(np.linalg.norm(x, axis=1).max()) for x in (x_train, x_test) if len(x))
+    if largest <= 0:
+        raise ValueError("inputs: every input is zero; max-norm scaling is undefined")
+    return max_norm / largest
+
+
 def load_study_data(config: DynamicsConfig) -> StudyData:
-    """The run's data: Fashion-MNIST standardised by the training mean/std, or the teacher.
+    """The run's data: Fashion-MNIST (standardised or max-norm scaled), or the teacher.
+
+    Under ``input_scaling="max_norm"`` the pixels ``x / 255`` of the train and test inputs
+    used are multiplied by one factor (:func:`max_norm_scale`), so the input of largest l2
+    norm has norm ``input_max_norm``; otherwise they are standardised by the training
+    mean/std.
 
     Args:
       config: the run's config (``dataset``, ``n_train``, ``n_test``, teacher fields).
@@ -52,11 +71,22 @@ def load_study_data(config: DynamicsConfig) -> StudyData:
       A :class:`StudyData` with flattened float32 inputs and int32 labels.
     """
     if config.dataset == "teacher":
-        return teacher_data(config)
+        d = teacher_data(config)
+        if config.input_scaling != "max_norm":
+            return d
+        c = np.float32(max_norm_scale(d.x_train, d.x_test, config.input_max_norm))
+        return StudyData(d.x_train * c, d.y_train, d.x_test * c, d.y_test)
     xtr, ytr = load_fashion_mnist("train")
     xte, yte = load_fashion_mnist("test")
     xtr, ytr = xtr[: config.n_train], ytr[: config.n_train]
     xte, yte = xte[: config.n_test], yte[: config.n_test]
+    if config.input_scaling == "max_norm":
+        ftr, fte = (normalize(x, "unit").reshape(len(x), -1) for x in (xtr, xte))
+        c = np.float32(max_norm_scale(ftr, fte, config.input_max_norm))
+        return StudyData(ftr * c, ytr.astype(np.int32), fte * c, yte.astype(np.int32))
+    if config.input_scaling == "unit":
+        ftr, fte = (normalize(x, "unit").reshape(len(x), -1) for x in (xtr, xte))
+        return StudyData(ftr, ytr.astype(np.int32), fte, yte.astype(np.int32))
     mean, std = float(xtr.mean()) / 255.0, float(xtr.std()) / 255.0
     flat = lambda x: normalize(x, "standard", mean, std).reshape(len(x), -1)  # noqa: E731
     return StudyData(flat(xtr), ytr.astype(np.int32), flat(xte), yte.astype(np.int32))
@@ -70,8 +100,5 @@ def steps_per_epoch(config: DynamicsConfig, n_train: int) -> int:
 def epoch_indices(config: DynamicsConfig, n_train: int, epoch: int) -> np.ndarray:
     """Minibatch indices ``[steps, members, batch]``: member order from ``(seed, epoch)``."""
     n_steps, B = steps_per_epoch(config, n_train), config.batch_size
-    perms = [
-        epoch_permutation(n_train, seed, epoch)[: n_steps * B]
-        for _, seed in config.members
-    ]
+    perms = [epoch_permutation(n_train, seed, epoch)[: n_steps * B] for _, seed in config.members]
     return np.stack(perms).reshape(len(perms), n_steps, B).transpose(1, 0, 2).astype(np.int32)

@@ -32,9 +32,10 @@ import numpy as np
 
 from mpjax.certificates import params_penalty
 from mpjax.dynamics import store
-from mpjax.dynamics.config import DynamicsConfig, load_config, member_strengths, validate
+from mpjax.dynamics.config import DynamicsConfig, member_strengths, validate
 from mpjax.dynamics.data import StudyData, load_study_data, steps_per_epoch
-from mpjax.dynamics.plots import plot_scaling, save_figure, save_run_plots
+from mpjax.dynamics.plots import plot_noise, plot_scaling, save_figure, save_run_plots
+from mpjax.dynamics.presets import load_config
 from mpjax.dynamics.record import layer_paths
 from mpjax.dynamics.trainer import evaluate_members, init_members, train
 
@@ -143,8 +144,59 @@ def scaling_metrics(
     }
 
 
+def max_norm_input(data: StudyData) -> np.ndarray:
+    """The input ``s`` of largest l2 norm over the train and test inputs, ``(d_0,)``."""
+    x = np.concatenate([data.x_train, data.x_test])
+    return x[int(np.argmax(np.linalg.norm(x, axis=1)))]
+
+
+def tau_diag_terms(params: PyTree, s: np.ndarray, N: int) -> dict[str, np.ndarray]:
+    """The papers' outer-layer quantities of ``[d_0, N, N, d_L]`` at one input, per member.
+
+    With ``||W3||_inf`` the max abs row sum of the ``(d_L, N)`` view and ``W1 s`` without
+    bias: ``a_th = ||W3||_inf ||W1 s||_2 sqrt(log(2N) / N)``,
+    ``a_emp = ||W3||_inf ||W1 s||_2 / N^(3/8)`` and ``tau_diag = sqrt(2) a_th + a_emp``.
+
+    Args:
+      params: stacked member params (leading member axis).
+      s: one input ``(d_0,)`` (the papers take the one of largest norm).
+      N: the hidden width.
+
+    Returns:
+      ``{"a_th", "a_emp", "tau_diag", "w3_inf", "w1s"}``, arrays ``(M,)`` in float64.
+    """
+    W1 = np.asarray(params["Dense_0"]["kernel"], np.float64)  # (M, d_0, N)
+    W3 = np.asarray(params["Dense_2"]["kernel"], np.float64)  # (M, N, d_L)
+    w3_inf = np.max(np.sum(np.abs(W3), axis=1), axis=-1)
+    w1s = np.linalg.norm(np.einsum("d,mdk->mk", np.asarray(s, np.float64), W1), axis=-1)
+    a_th = w3_inf * w1s * np.sqrt(np.log(2 * N) / N)
+    a_emp = w3_inf * w1s / N ** (3 / 8)
+    return {
+        "a_th": a_th,
+        "a_emp": a_emp,
+        "tau_diag": np.sqrt(2) * a_th + a_emp,
+        "w3_inf": w3_inf,
+        "w1s": w1s,
+    }
+
+
+def _tau_fields(init: PyTree, trained: PyTree, s: np.ndarray, N: int) -> dict[str, Any]:
+    """Seed means (and per-seed lists) of :func:`tau_diag_terms` at init and trained."""
+    row: dict[str, Any] = {}
+    for tag, params in (("_init", init), ("", trained)):
+        for key, vals in tau_diag_terms(params, s, N).items():
+            row[f"{key}{tag}"] = float(np.mean(vals))
+            row[f"{key}{tag}_seeds"] = [float(v) for v in vals]
+    return row
+
+
 def run_scaling(config: DynamicsConfig, out: str, resume: bool = False) -> list[dict[str, Any]]:
-    """Train ``[d_0, N, N, d_L]`` for each ``N`` and tabulate a_N, tau_N, edge, accuracy."""
+    """Train ``[d_0, N, N, d_L]`` for each ``N``; tabulate a_N, tau_N, tau_diag, accuracy.
+
+    Besides the older test-mean ``a_N`` and entrywise ``tau_N`` (:func:`scaling_metrics`),
+    every row holds the papers' ``a_th``, ``a_emp`` and ``tau_diag`` at the input of largest
+    norm (:func:`max_norm_input`), at initialisation (``*_init``) and after training.
+    """
     rows, data = [], None
     for N in config.scaling_widths:
         sub = validate(
@@ -153,6 +205,7 @@ def run_scaling(config: DynamicsConfig, out: str, resume: bool = False) -> list[
                 name=f"{config.name}_N{N}",
                 experiment="train",
                 widths=(config.widths[0], N, N, config.widths[-1]),
+                scaling_widths=(N,),
             )
         )
         sub_out = os.path.join(out, f"N{N}")
@@ -162,8 +215,15 @@ def run_scaling(config: DynamicsConfig, out: str, resume: bool = False) -> list[
         run = load_run(sub_out)
         mid = run.layers["Dense_1/kernel"]
         row = scaling_metrics(sub, load_params(sub_out, sub), data.x_test[:2000], mid["v_star"][-1])
+        n_steps = steps_per_epoch(sub, len(data.y_train))
+        init = init_members(sub, n_steps)[0]
+        row.update(_tau_fields(init, load_params(sub_out, sub), max_norm_input(data), N))
         row.update(
             {
+                "epochs": int(run.epochs[-1]),
+                "max_input_norm": float(np.linalg.norm(max_norm_input(data))),
+                "test_acc_seeds": [float(v) for v in run.metrics["test_acc"][-1]],
+                "train_acc": float(run.metrics["train_acc"][-1].mean()),
                 "test_acc": float(run.metrics["test_acc"][-1].mean()),
                 "sigma_plus_mid": float(mid["sigma_plus"][-1].mean()),
                 "gN_mid": float(mid["gN"][-1].mean()),
@@ -174,46 +234,88 @@ def run_scaling(config: DynamicsConfig, out: str, resume: bool = False) -> list[
     return rows
 
 
+def _noise_std(config: DynamicsConfig, level: float, layer: int) -> float:
+    """Standard deviation of the noise added to ``Dense_{layer}`` at one noise level."""
+    if config.noise_eps == "std":
+        return float(level)
+    return float(np.sqrt(level / config.widths[layer]))
+
+
+def noisy_layers(config: DynamicsConfig) -> list[int]:
+    """The perturbed layers: every non-final one, or only the middle ``Dense_{L//2}``."""
+    if config.noise_layers == "non_final":
+        return list(range(config.n_layers - 1))
+    return [config.n_layers // 2]
+
+
+def perturb(config: DynamicsConfig, params: PyTree, level: float, key: jax.Array) -> PyTree:
+    """``params`` with ``E ~ N(0, std^2)`` added to the kernels of :func:`noisy_layers`."""
+    out = dict(params)
+    for i in noisy_layers(config):
+        key, sub = jax.random.split(key)
+        K = params[f"Dense_{i}"]["kernel"]
+        E = _noise_std(config, level, i) * jax.random.normal(sub, K.shape, K.dtype)
+        out[f"Dense_{i}"] = {**params[f"Dense_{i}"], "kernel": K + E}
+    return out
+
+
+def _noise_members(config: DynamicsConfig) -> list[int]:
+    arm = config.noise_arm
+    return [m for m, (a, _) in enumerate(config.members) if arm is None or a.name == arm]
+
+
 def noise_injection(
     config: DynamicsConfig, params: PyTree, data: StudyData, seed: int = 0
 ) -> list[dict[str, Any]]:
-    """Test CE / accuracy / regularised loss after adding ``N(0, c/N)`` to the middle layer.
+    """CE, accuracy (train and test) and regularised losses after perturbing the weights.
 
-    The middle layer is ``Dense_{L//2}`` with ``N`` its fan-in. Members are averaged.
+    Per level of ``noise_levels``: the kernels of :func:`noisy_layers` get iid Gaussian
+    noise, of standard deviation ``eps`` (``noise_eps="std"``) or of variance ``c / N``
+    (``"variance_c_over_N"``, ``N`` the fan-in); the members of ``noise_arm`` (all when
+    ``None``) are evaluated, averaged over ``noise_draws`` draws and then over members.
+    ``J = CE + l2 ||W||_F^2 + l1 ||W||_1`` is the member's own loss, ``J_l2 = CE + l2 ||W||_F^2``
+    the L2-regularised loss alone.
     """
+    idx = np.asarray(_noise_members(config))
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[idx], params)
+    l1, l2 = (a[idx] for a in member_strengths(config))
     mid = config.n_layers // 2
-    N = config.widths[mid]
-    l1, l2 = member_strengths(config)
-    xt, yt = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
-    key = jax.random.key(seed)
-    rows = []
+    key, rows = jax.random.key(seed), []
     for c in config.noise_levels:
-        ce, acc, J = [], [], []
+        acc_sum: dict[str, list[np.ndarray]] = {}
         for _ in range(config.noise_draws if c > 0 else 1):
             key, sub = jax.random.split(key)
-            K = params[f"Dense_{mid}"]["kernel"]
-            noisy = {
-                **params,
-                f"Dense_{mid}": {
-                    **params[f"Dense_{mid}"],
-                    "kernel": K + jnp.sqrt(c / N) * jax.random.normal(sub, K.shape, K.dtype),
-                },
-            }
-            ce_m, acc_m = evaluate_members(config, noisy, xt, yt)
-            pen = np.asarray(jax.vmap(params_penalty)(noisy, l1, l2))
-            ce.append(ce_m.mean())
-            acc.append(acc_m.mean())
-            J.append((ce_m + pen).mean())
-        rows.append(
-            {
-                "c": float(c),
-                "eps": float(c / N),
-                "test_ce": float(np.mean(ce)),
-                "test_acc": float(np.mean(acc)),
-                "J": float(np.mean(J)),
-            }
-        )
+            noisy = perturb(config, params, c, sub)
+            vals = _noisy_eval(config, noisy, data, l1, l2)
+            for k, v in vals.items():
+                acc_sum.setdefault(k, []).append(v)
+        row = {k: float(np.mean(v)) for k, v in acc_sum.items()}
+        row.update({k + "_seeds": np.mean(v, axis=0).tolist() for k, v in acc_sum.items()})
+        eps = float(c) if config.noise_eps == "std" else float(c / config.widths[mid])
+        row.update({"c": float(c), "eps": eps, "eps_is": _EPS_IS[config.noise_eps]})
+        rows.append(row)
     return rows
+
+
+_EPS_IS = {"std": "std", "variance_c_over_N": "variance"}
+
+
+def _noisy_eval(
+    config: DynamicsConfig, params: PyTree, data: StudyData, l1: np.ndarray, l2: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per-member test (and, for ``non_final``, train) CE / accuracy and the losses."""
+    ce, acc = evaluate_members(config, params, jnp.asarray(data.x_test), jnp.asarray(data.y_test))
+    zero = np.zeros_like(l1)
+    out = {
+        "test_ce": ce,
+        "test_acc": acc,
+        "J": ce + np.asarray(jax.vmap(params_penalty)(params, l1, l2)),
+        "J_l2": ce + np.asarray(jax.vmap(params_penalty)(params, zero, l2)),
+    }
+    if config.noise_layers == "non_final":
+        x, y = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+        out["train_ce"], out["train_acc"] = evaluate_members(config, params, x, y)
+    return out
 
 
 def run_experiment(
@@ -245,4 +347,6 @@ def run_experiment(
     store.write_json(os.path.join(out, "summary.json"), result)
     if plots:
         save_run_plots(run, os.path.join(out, "plots"))
+        if config.experiment == "noise":
+            save_figure(plot_noise(result["noise"]), os.path.join(out, "plots", "noise.png"))
     return result

@@ -4,7 +4,9 @@
 * :func:`plot_esd`: singular-value histograms at a few epochs with the fitted MP density.
 * :func:`plot_spikes`: top singular values vs epoch, with their inverse-BBP estimates.
 * :func:`plot_energy`: ``||R||_F`` (sqrt of the bulk energy) and ``g* N`` vs epoch.
-* :func:`plot_scaling`: ``a_N`` and ``tau_N`` vs ``N`` with the test accuracy.
+* :func:`plot_scaling`: ``tau_diag`` at init and trained (or the older ``a_N``, ``tau_N``) vs
+  ``N`` with the test accuracy.
+* :func:`plot_noise`: accuracy, CE and the L2-regularised loss against the noise level.
 """
 
 from __future__ import annotations
@@ -136,18 +138,44 @@ def plot_spikes(run: Any, path: str, member: int = 0, k: int = 4):
 
 
 def plot_scaling(rows: list[dict[str, Any]]):
-    """``a_N`` (mean over test inputs) and ``tau_N`` vs ``N``, test accuracy on a twin axis."""
+    """``tau_diag`` (trained: solid, init: dashed) and the older ``a_N``/``tau_N`` vs ``N``.
+
+    Test accuracy on a twin axis. Rows without ``tau_diag`` (older runs) plot the rest only.
+    """
     N = [r["N"] for r in rows]
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    ax.plot(N, [r["a_N_mean"] for r in rows], "o-", label="a_N (mean)")
-    ax.plot(N, [r["tau_N"] for r in rows], "s-", label="tau_N")
+    fig, ax = plt.subplots(figsize=(5.4, 3.6))
+    if "tau_diag" in rows[0]:
+        (line,) = ax.plot(N, [r["tau_diag"] for r in rows], "o-", label="tau_diag trained")
+        ax.plot(N, [r["tau_diag_init"] for r in rows], "o--", color=line.get_color(),
+                label="tau_diag init")  # fmt: skip
+    else:
+        ax.plot(N, [r["a_N_mean"] for r in rows], "o-", label="a_N (mean)")
+        ax.plot(N, [r["tau_N"] for r in rows], "s-", label="tau_N")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("N")
     ax2 = ax.twinx()
-    ax2.plot(N, [r["test_acc"] for r in rows], "k^--", label="test acc")
+    ax2.plot(N, [r["test_acc"] for r in rows], "k^:", label="test acc")
     ax2.set_ylabel("test accuracy")
     ax.legend(loc="upper center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_noise(rows: list[dict[str, Any]]):
+    """Noise sweep: train/test accuracy (left) and CE / ``J_l2`` (right) against eps."""
+    eps = [r["eps"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for split, style in (("train", "-"), ("test", "--")):
+        if f"{split}_acc" in rows[0]:
+            a.plot(eps, [r[f"{split}_acc"] for r in rows], style, marker=".", label=split)
+            b.plot(eps, [r[f"{split}_ce"] for r in rows], style, marker=".", label=f"{split} CE")
+    b.plot(eps, [r["J_l2"] for r in rows], "k-", marker="s", ms=3, label="test CE + l2||W||^2")
+    a.set_ylabel("accuracy")
+    b.set_ylabel("loss")
+    for ax in (a, b):
+        ax.set_xlabel(f"eps ({rows[0].get('eps_is', 'variance')})")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -46,7 +46,7 @@ import numpy as np
 from mpjax import mp
 from mpjax.dynamics.config import DynamicsConfig
 from mpjax.mp import spectra
-from mpjax.pruning import factorization_saves, truncation_rank
+from mpjax.pruning import factorization_saves
 
 #: Layers with fewer singular values than this are recorded but never MP-pruned: a
 #: bulk fit on a handful of values (e.g. the 10 x d classifier) means nothing.
@@ -133,7 +133,8 @@ def default_backend() -> str:
     return "numpy" if jax.default_backend() == "cpu" else "jax"
 
 
-def _mp_fit(s: np.ndarray, shape: tuple[int, int]) -> Any:
+def bema_fit(s: np.ndarray, shape: tuple[int, int]) -> Any:
+    """The BEMA fit (:func:`mpjax.mp.fit`) of singular values ``s`` of a ``shape`` matrix."""
     return mp.fit(np.asarray(s, np.float64), shape)
 
 
@@ -185,7 +186,7 @@ def layer_record(
     top_k: int,
     prev: tuple[np.ndarray, np.ndarray] | None = None,
     rank: int | None = None,
-    fit_fn: Callable = _mp_fit,
+    fit_fn: Callable = bema_fit,
 ) -> dict[str, Any]:
     """All recorded quantities of one layer of one member (see the module docstring).
 
@@ -240,68 +241,14 @@ def layer_record(
     }
 
 
-def keep_fraction(epoch: int, horizon: float) -> float:
-    """Algorithm 1's share of the bulk kept at ``epoch``: ``f = max(0, 1 - epoch / horizon)``."""
-    return max(0.0, 1.0 - epoch / horizon)
-
-
-def mp_prune_matrix(
-    dec: Decomp, epoch: int, horizon: float, fit_error_max: float, fit_fn: Callable = _mp_fit
-) -> tuple[np.ndarray | None, int]:
-    """One Algorithm 1 step on one layer: keep spikes + the largest ``f(epoch)`` of the bulk.
-
-    The layer is pruned only when ``p >= MIN_PRUNE_P`` and its MP fit error is below
-    ``fit_error_max``. We keep the layer dense at the truncated rank (keep-rank truncation)
-    instead of splitting it into two factors, so every member keeps its shapes and the
-    train step stays ``vmap``-ed; the parameter count a factored layer would have,
-    ``r (d_out + d_in)`` when smaller than ``d_out d_in``, is reported as
-    ``params_effective``. Training may regrow the removed directions between pruning steps.
-
-    Returns:
-      ``(W_new, rank)`` (float32), with ``W_new = None`` when the layer is left alone.
-    """
-    p = dec.s.shape[0]
-    if p < MIN_PRUNE_P:
-        return None, p
-    fit = fit_fn(dec.s, dec.shape)
-    if not np.isfinite(fit.fit_error) or fit.fit_error >= fit_error_max:
-        return None, p
-    f = keep_fraction(epoch, horizon)
-    r = int(truncation_rank(jnp.asarray(dec.s), float(fit.edge), f))
-    if r >= p:
-        return None, p
-    return dec.truncate(r).astype(np.float32), r
-
-
-def _views(params: Any, i: int) -> np.ndarray:
+def member_views(params: Any, i: int) -> np.ndarray:
+    """The ``(M, d_out, d_in)`` matrix views of layer ``Dense_i`` of every member."""
     return np.swapaxes(np.asarray(params[f"Dense_{i}"]["kernel"]), 1, 2)  # (M, d_out, d_in)
 
 
 def layer_paths(config: DynamicsConfig) -> list[str]:
     """``["Dense_0/kernel", ...]``, the recorded matrices (views are ``kernel.T``)."""
     return [f"Dense_{i}/kernel" for i in range(config.n_layers)]
-
-
-def mp_prune_members(
-    config: DynamicsConfig, params: Any, epoch: int, ranks: np.ndarray, backend: str = "numpy"
-) -> Any:
-    """Algorithm 1 on every ``mp=True`` member at ``epoch``; updates ``ranks[M, L]`` in place."""
-    mp_members = [m for m, (arm, _) in enumerate(config.members) if arm.mp]
-    if not mp_members or epoch % config.prune_every:
-        return params
-    params = dict(params)
-    for i in range(config.n_layers):
-        W = _views(params, i)
-        kernel = np.array(params[f"Dense_{i}"]["kernel"])
-        for m in mp_members:
-            W_new, r = mp_prune_matrix(
-                decompose(W[m], backend), epoch, config.prune_horizon, config.fit_error_max
-            )
-            if W_new is not None:
-                kernel[m] = W_new.T
-                ranks[m, i] = r
-        params[f"Dense_{i}"] = {**params[f"Dense_{i}"], "kernel": jnp.asarray(kernel)}
-    return params
 
 
 def record_epoch(
@@ -320,7 +267,7 @@ def record_epoch(
     """
     arrays, top = {}, {}
     for i, path in enumerate(layer_paths(config)):
-        W = _views(params, i)
+        W = member_views(params, i)
         recs = []
         for m in range(W.shape[0]):
             pv = None if prev is None else (prev[path][0][m], prev[path][1][m])

@@ -11,7 +11,8 @@ the penalty is :func:`mpjax.certificates.params_penalty` with per-member strengt
 After every epoch (and at the initialisation, epoch 0) each layer of each member is analysed
 (:mod:`mpjax.dynamics.record`: singular spectrum, BEMA fit, bulk energy, g*N, inverse-BBP
 spike estimates, subspace overlaps), members with ``mp=True`` are MP-pruned every
-``prune_every`` epochs (Algorithm 1, keep-rank truncation), and the records go to an on-disk
+``prune_every`` epochs (Algorithm 1: keep, sparsify, split; :mod:`mpjax.dynamics.algorithm1`),
+and the records go to an on-disk
 dataset (:mod:`mpjax.dynamics.store`) that a later call with ``resume=True`` extends.
 The theory and the study's protocol: `docs/method/l2-theory.md`.
 
@@ -41,34 +42,28 @@ from tqdm.auto import tqdm
 
 from mpjax.certificates import params_penalty
 from mpjax.dynamics import store
+from mpjax.dynamics.algorithm1 import hold_split_ranks, mp_prune_members
 from mpjax.dynamics.config import (
-    Arm,
     DynamicsConfig,
-    load_config,
     member_strengths,
     to_dict,
     validate,
 )
 from mpjax.dynamics.data import StudyData, epoch_indices, load_study_data, steps_per_epoch
-from mpjax.dynamics.record import default_backend, layer_paths, mp_prune_members, record_epoch
-from mpjax.models import MLP
+from mpjax.dynamics.model import compile_key, evaluate_members, init_params, model_of
+from mpjax.dynamics.presets import load_config
+from mpjax.dynamics.record import default_backend, layer_paths, record_epoch
 
 __all__ = [
     "evaluate_members",
     "init_members",
+    "init_params",
     "model_of",
     "study_optimizer",
     "train",
 ]
 
 PyTree = Any
-
-
-def model_of(config: DynamicsConfig) -> MLP:
-    """The Linen ``MLP`` of the config (every member shares it; members differ in params)."""
-    return MLP(
-        tuple(config.widths), config.activation, config.use_bias, config.g, config.init_scaling
-    )
 
 
 def study_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTransformation:
@@ -89,11 +84,10 @@ def study_optimizer(config: DynamicsConfig, n_steps: int) -> optax.GradientTrans
 
 @functools.lru_cache(maxsize=16)
 def _make_init_fn(config: DynamicsConfig, n_steps: int):
-    model, tx = model_of(config), study_optimizer(config, n_steps)
-    x0 = jnp.zeros((1, config.widths[0]), jnp.float32)
+    tx = study_optimizer(config, n_steps)
 
     def init(keys):
-        params = jax.vmap(lambda k: model.init(k, x0)["params"])(keys)
+        params = jax.vmap(lambda k: init_params(config, k))(keys)
         return params, jax.vmap(tx.init)(params)
 
     return jax.jit(init)
@@ -106,33 +100,12 @@ def init_members(config: DynamicsConfig, n_steps: int) -> tuple[PyTree, PyTree]:
     member's start depends on its seed only, not on the other members.
     """
     keys = jnp.stack([jax.random.key(seed) for _, seed in config.members])
-    return _make_init_fn(_compile_key(config), n_steps)(keys)
-
-
-def _compile_key(config: DynamicsConfig) -> DynamicsConfig:
-    """The config with every field that does not change the compiled step blanked out.
-
-    Runs that differ only in name, seeds, arms (strengths are traced arrays), epochs or
-    pruning share one jitted epoch function; the member count is a shape, handled by jit.
-    """
-    return dataclasses.replace(
-        config,
-        name="",
-        seeds=(0,),
-        arms=(Arm("_"),),
-        epochs=0,
-        experiment="train",
-        n_train=None,
-        n_test=None,
-        prune_every=1,
-        prune_horizon=1.0,
-        top_k=1,
-    )
+    return _make_init_fn(compile_key(config), n_steps)(keys)
 
 
 def _epoch_fn(config: DynamicsConfig, n_steps: int):
     """The cached jitted epoch function of :func:`_make_epoch_fn`."""
-    return _make_epoch_fn(_compile_key(config), n_steps)
+    return _make_epoch_fn(compile_key(config), n_steps)
 
 
 @functools.lru_cache(maxsize=16)
@@ -165,40 +138,6 @@ def _make_epoch_fn(config: DynamicsConfig, n_steps: int):
         return params, opt, ms.mean(0)
 
     return jax.jit(epoch, donate_argnums=(0, 1))
-
-
-def _eval_fn(config: DynamicsConfig):
-    return _make_eval_fn(_compile_key(config))
-
-
-@functools.lru_cache(maxsize=16)
-def _make_eval_fn(config: DynamicsConfig):
-    model = model_of(config)
-
-    def ev(p, x, y):
-        logits = model.apply({"params": p}, x)
-        ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-        return jnp.stack([ce.sum(), jnp.sum(jnp.argmax(logits, -1) == y)])
-
-    return jax.jit(jax.vmap(ev, in_axes=(0, None, None)))
-
-
-def evaluate_members(
-    config: DynamicsConfig, params: PyTree, x: jax.Array, y: jax.Array, chunk: int = 4096
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per-member mean cross-entropy and accuracy on ``(x, y)``: two arrays ``(M,)``.
-
-    Args:
-      config: the run's config.
-      params: stacked member params (leading member axis).
-      x: inputs ``[n, d_0]``.
-      y: integer labels ``[n]``.
-      chunk: samples per jitted evaluation call (bounds memory).
-    """
-    fn, tot = _eval_fn(config), 0.0
-    for start in range(0, len(y), chunk):
-        tot = tot + np.asarray(fn(params, x[start : start + chunk], y[start : start + chunk]))
-    return tot[:, 0] / len(y), tot[:, 1] / len(y)
 
 
 def _check_resume(out: str, config: DynamicsConfig) -> None:
@@ -234,12 +173,13 @@ def _host_blas(config: DynamicsConfig) -> threadpool_limits:
 
 
 def _restore(
-    out: str, config: DynamicsConfig, state: PyTree, ranks: np.ndarray
+    out: str, config: DynamicsConfig, state: PyTree, ranks: np.ndarray, split: np.ndarray
 ) -> tuple[int, PyTree, list[dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray]] | None]:
     """``(last epoch, state, index entries, previous top vectors)`` of the run in ``out``.
 
     Without a checkpoint: ``(-1, state, [], None)``. With one, the index is rebuilt from the
-    records of the committed epochs and ``ranks[M, L]`` gets the MP-pruned ranks back.
+    records of the committed epochs and ``ranks[M, L]`` / ``split[M, L]`` get the MP-pruned
+    ranks and the split marks back.
     """
     ck = store.load_checkpoint(out, jax.eval_shape(lambda: state))
     if ck is None:
@@ -255,6 +195,8 @@ def _restore(
             continue
         full = last[f"{p}/rank"] >= last[f"{p}/s"].shape[1]
         ranks[:, i] = np.where(full, ranks[:, i], last[f"{p}/rank"]).astype(np.int64)
+        if f"{p}/split" in last:
+            split[:, i] = last[f"{p}/split"] > 0
     return start, state, entries, prev or None
 
 
@@ -307,13 +249,15 @@ def train(
     l1, l2 = member_strengths(config)
     n_members = len(config.members)
     ranks = np.full((n_members, config.n_layers), np.iinfo(np.int32).max, np.int64)
-    start, state, entries, prev = _restore(out, config, init_members(config, n_steps), ranks)
+    split = np.zeros((n_members, config.n_layers), bool)
+    start, state, entries, prev = _restore(out, config, init_members(config, n_steps), ranks, split)
     params, opt = jax.tree_util.tree_map(jnp.asarray, state)
     todo = range(start + 1, config.epochs + 1)
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(todo, desc=f"dynamics {config.name}", disable=not show or not todo, leave=False)
     for epoch in bar:
         t0 = time.perf_counter()
+        zeroed = np.zeros(ranks.shape, np.int64)
         if epoch == 0:
             train_m = np.full((n_members, 3), np.nan)
         else:
@@ -321,13 +265,18 @@ def train(
             params, opt, train_m = _epoch_fn(config, n_steps)(params, opt, x, y, idx, l1, l2)
             train_m = np.asarray(train_m)
             with _host_blas(config):
-                params = mp_prune_members(config, params, epoch, ranks, backend)
+                params = hold_split_ranks(params, ranks, split, backend)
+                params = mp_prune_members(config, params, epoch, ranks, backend, split, zeroed)
             jax.block_until_ready(params)
         t_train = time.perf_counter() - t0
         with _host_blas(config):
             arrays, prev = (
                 record_epoch(config, params, ranks, prev, backend) if record else ({}, prev)
             )
+        if record:
+            for i, p in enumerate(layer_paths(config)):
+                arrays[f"{p}/split"] = split[:, i].astype(np.float64)
+                arrays[f"{p}/sparsified"] = zeroed[:, i].astype(np.float64)
         t_record = time.perf_counter() - t0 - t_train
         ce, acc = evaluate_members(config, params, xt, yt)
         reg = np.asarray(jax.vmap(params_penalty)(params, l1, l2))

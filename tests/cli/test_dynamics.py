@@ -64,3 +64,36 @@ def test_foreign_or_bad_out_is_refused_before_training(tmp_path, capsys):
     # argparse errors are one line too (--config is required without a stored run)
     assert dispatch.main(["dynamics", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_results_json_carries_config_command_and_verdicts(tmp_path, capsys):
+    cfg = replace(
+        TINY,
+        experiment="noise",
+        arms=(Arm("none"), Arm("MP+L1+L2", l1=1e-4, l2=1e-2, mp=True)),
+        noise_layers="non_final",
+        noise_eps="std",
+        noise_arm="MP+L1+L2",
+        noise_levels=(0.0, 0.01, 0.05),
+        noise_draws=1,
+    )
+    path, res = tmp_path / "cfg.json", tmp_path / "res.json"
+    path.write_text(json.dumps(to_dict(cfg)))
+    argv = [
+        "--config",
+        str(path),
+        "--out",
+        str(tmp_path / "o"),
+        "--no-plots",
+        "--results",
+        str(res),
+    ]
+    assert main(argv) == 0
+    doc = json.load(open(res))
+    assert doc["command"] == "mpjax dynamics " + " ".join(argv)
+    assert doc["config"]["noise_eps"] == "std" and doc["result"]["noise"][1]["eps"] == 0.01
+    claims = [v["claim"] for v in doc["verdicts"]]
+    assert any("beats" in c for c in claims) and any("monotonically" in c for c in claims)
+    assert {v["verdict"] for v in doc["verdicts"]} <= {"supported", "contradicted", "undecided"}
+    with pytest.raises(ValueError, match="--compare"):
+        main(argv[:4] + ["--compare", str(tmp_path / "missing.json")])

@@ -1,4 +1,4 @@
-"""Tests of the per-layer records: SVDs, MP fits, inverse BBP, overlaps, Algorithm 1 pruning."""
+"""Tests of the per-layer records: SVDs, MP fits, inverse BBP, overlaps, and the layer views."""
 
 import numpy as np
 import pytest
@@ -70,20 +70,6 @@ def test_entry_variance_matches_iid_noise(rng, shape):
     assert record.subspace_overlap(U, U @ q) == pytest.approx(1.0)
     assert record.subspace_overlap(U, U6[:, 3:]) == pytest.approx(0.0, abs=1e-12)
     assert record.subspace_overlap(U, U6[:, [0, 3, 4]] @ q) == pytest.approx(1 / 3)
-
-
-def test_mp_prune_matrix_keeps_spikes_plus_bulk_fraction(rng):
-    n = 100
-    u, _ = np.linalg.qr(rng.normal(size=(n, 3)))
-    v, _ = np.linalg.qr(rng.normal(size=(n, 3)))
-    W = u @ np.diag([10.0, 8.0, 6.0]) @ v.T + rng.normal(size=(n, n)) / np.sqrt(n)
-    dec = record.decompose(W)
-    W_new, r = record.mp_prune_matrix(dec, epoch=150, horizon=200.0, fit_error_max=1.0)
-    assert r == 3 + int(np.floor(0.25 * 97 + 1e-6))
-    np.testing.assert_allclose(np.linalg.svd(W_new, compute_uv=False)[:r], dec.s[:r], rtol=1e-4)
-    assert np.linalg.matrix_rank(W_new, tol=1e-4) == r
-    assert record.mp_prune_matrix(dec, 150, 200.0, fit_error_max=1e-9) == (None, n)  # bad fit
-    assert record.keep_fraction(300, 200.0) == 0.0
 
 
 def test_jax_backend_matches_numpy_backend(rng):

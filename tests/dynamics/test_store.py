@@ -39,7 +39,9 @@ def test_epoch_records_round_trip_and_a_damaged_file_says_how_to_recover(tmp_pat
     assert int(rec["epoch"]) == 3 and '"lr": 0.1' in str(rec["summary_json"])
     with open(os.path.join(run_dir, store.epoch_file(3)), "wb") as f:
         f.write(b"not a zip")
-    with pytest.raises(ValueError, match=r"epoch_00003\.npz: cannot read a record file .* --resume"):
+    with pytest.raises(
+        ValueError, match=r"epoch_00003\.npz: cannot read a record file .* --resume"
+    ):
         store.read_epoch(run_dir, 3)
 
 
