@@ -25,7 +25,9 @@ accuracy), with a plot for each step:
    permutation baked in (`mpjax.pruning.permute_vit`, `mpjax.pruning.cast`);
 5. ToMe token counts and MAC accounting (`mpjax.arch.vit_macs`);
 6. a short frozen-mask distillation from the dense model (`mpjax.training.distill`);
-7. accuracy vs sparsity for the methods side by side.
+7. accuracy vs sparsity for the methods side by side;
+8. the committed method comparison of `mpjax bench quality` (post-training baselines,
+   reconstruction, distillation) on both shipped models.
 
 Every claim the notebook illustrates is asserted. `MPJAX_NOTEBOOK_CONFIG=small` selects the
 CI-sized run (2000 test images, 50 distillation steps, three sparsities; < 60 s on 2 cores);
@@ -447,6 +449,61 @@ for method in ("magnitude", "seb"):
     assert a[-1] < a[0] - 0.1
 assert acc["magnitude", 0.5] > nm["magnitude 2:4"]["acc"]   # unstructured is the easier target
 print(f"notebook ran in {time.perf_counter() - T_START:.1f} s ({MODE} config), mpjax {mpjax.__version__}")""",
+    ),
+    (
+        "md",
+        """## 8. The method comparison (`mpjax bench quality`)
+The committed rows of `mpjax bench quality` (`notebooks/results/quality_<model>.json`; the
+README gives the commands): every method prunes one-shot from the same 256 training images
+per calibration seed (N:M rows with the input-channel permutation), then optionally refits
+the kept weights to the dense layer outputs (`--reconstruct`), then optionally distills.
+Bars are the mean over the calibration seeds, whiskers the spread (min to max); the light
+bar of each pair is one-shot, the dark one with the refit. This cell only reads the JSON.""",
+    ),
+    (
+        "code",
+        """from mpjax.cli.bench import quality
+from mpjax.cli.bench.runtime import results_dir
+
+comparison = {}
+for path in sorted(results_dir().glob("quality_*.json")):
+    rows_q = json.loads(path.read_text())
+    if rows_q and "model" in rows_q[0]:
+        comparison[path.name] = rows_q
+print({name: len(r) for name, r in comparison.items()})
+assert comparison, "no committed comparison rows"
+for name, rows_q in comparison.items():
+    one_shot = [r for r in rows_q if r["tome"] == 0]
+    panels = list(dict.fromkeys((quality.target_label(r), r["steps"]) for r in one_shot))
+    methods = [m for m in quality.BASELINES + quality.MP_GUIDED
+               if any(r["method"] == m for r in one_shot)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    for ax, (target, steps) in zip(axes[0], panels):
+        for i, method in enumerate(methods):
+            for mode in ("off", "sequential", "parallel"):
+                acc_q = [r["acc_distilled"] for r in one_shot if r["method"] == method
+                         and quality.target_label(r) == target and r["steps"] == steps
+                         and r["reconstruct"] == mode]
+                if not acc_q:
+                    continue
+                x_q = i + (0.2 if mode != "off" else -0.2)
+                ax.bar(x_q, np.mean(acc_q), 0.4, color=f"C{i}", alpha=1.0 if mode != "off" else 0.45)
+                ax.errorbar(x_q, np.mean(acc_q), yerr=[[np.mean(acc_q) - min(acc_q)],
+                            [max(acc_q) - np.mean(acc_q)]], color="k", lw=1, capsize=2)
+        ax.axhline(one_shot[0]["acc_dense"], color="k", ls=":", lw=1)
+        ax.set_xticks(range(len(methods)), methods, rotation=60, fontsize=7)
+        ax.set_ylim(0.5, 0.92)
+        ax.set_title(f"{one_shot[0]['model']}: {target}, {steps} KD steps", fontsize=9)
+    axes[0][0].set_ylabel("test accuracy (light: one-shot, dark: + refit)")
+    plt.tight_layout()
+    plt.show()
+    print(quality.table(rows_q))
+    print(quality.verdict(rows_q))
+    for r in rows_q:   # the refit never raises a layer's mean output error on its inputs
+        if r["reconstruct"] != "off":
+            assert r["error_after"] < r["error_before"], r
+    groups = quality.group_rows(rows_q)
+    assert all(len(g) == len({r["seed"] for r in g}) for g in groups.values())  # one row per seed""",
     ),
 ]
 

@@ -12,8 +12,9 @@ import argparse
 from pathlib import Path
 
 from mpjax import arch
+from mpjax.cli import cluster
 from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
-from mpjax.pipeline import PruneJob, PruneReport, format_table, job, run
+from mpjax.pipeline import PruneJob, PruneReport, format_table, job, oneshot, run
 from mpjax.pruning import METHODS
 
 #: First line of ``--help`` of ``mpjax prune`` and ``mpjax demo``.
@@ -38,7 +39,18 @@ def add_job_arguments(parser: argparse.ArgumentParser, *, out_required: bool) ->
     parser.add_argument("--permute", action="store_true", help="N:M input-channel permutation")
     parser.add_argument("--distill-steps", type=int, default=0, help=">= 0 (0: no distillation)")
     parser.add_argument("--distill-lr", type=float, default=5e-4, help="> 0")
-    parser.add_argument("--calib-images", type=int, default=256, help=">= 1")
+    parser.add_argument("--calib-images", type=int, default=256,
+                        help="training images whose layer inputs calibrate every method and "
+                             "the reconstruction (>= 1)")  # fmt: skip
+    parser.add_argument("--reconstruct", nargs="?", const="parallel", default="off",
+                        choices=oneshot.RECONSTRUCT_MODES,
+                        help="refit the kept weights to the dense layer outputs on the "
+                             "calibration inputs: parallel (bare flag; dense inputs) or "
+                             "sequential (forward order, inputs of the pruned model); "
+                             "needs --data")  # fmt: skip
+    parser.add_argument("--budget", default=None, choices=oneshot.BUDGETS,
+                        help="per-layer sparsities of an unstructured target, for the "
+                             "methods that take one (default: the method's own criterion)")  # fmt: skip
     parser.add_argument("--eval-images", type=int, default=None, help="> 0 (default: all)")
     parser.add_argument("--include", default=None, help="glob of layers to prune")
     parser.add_argument("--seed", type=int, default=0)
@@ -102,7 +114,8 @@ def check_source(source: str) -> None:
     """
     from mpjax.models import sources
 
-    if Path(source).exists() or source.lower() in sources.RANDOM_INITS or source == sources.SHIPPED:
+    if (Path(source).exists() or source.lower() in sources.RANDOM_INITS
+            or source in sources.SHIPPED_SOURCES):  # fmt: skip
         return
     raise ValueError(
         f"source: {source!r} is neither an existing path nor a known name; "
@@ -120,8 +133,8 @@ def check_tome(tome: int, source: str) -> None:
         return
     from mpjax.models import config_for, sources
 
-    name = {sources.SHIPPED: "fmnist"}.get(source, source.lower())
-    if name != "fmnist" and name not in sources.RANDOM_INITS:
+    name = {sources.SHIPPED: "fmnist", "shipped-wide": "fmnist-wide"}.get(source, source.lower())
+    if name not in ("fmnist", "fmnist-wide") and name not in sources.RANDOM_INITS:
         return
     tokens = config_for(name).num_tokens
     if tome > max_tome(tokens):
@@ -139,7 +152,7 @@ def job_from_args(args: argparse.Namespace, source: str) -> PruneJob:
         tome_r=args.tome, permute=args.permute, distill_steps=args.distill_steps,
         distill_lr=args.distill_lr, calib_images=args.calib_images,
         eval_images=args.eval_images, include=args.include, seed=args.seed,
-        overwrite=args.overwrite,
+        overwrite=args.overwrite, reconstruct=args.reconstruct, budget=args.budget,
     )  # fmt: skip
 
 
@@ -147,9 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The parser of ``mpjax prune``."""
     parser = argparse.ArgumentParser(prog="mpjax prune", description=DESCRIPTION)
     parser.add_argument(
-        "source", help="orbax dir, .npz, .safetensors, vit-ti16/b16/l16 or 'shipped'"
+        "source", help="orbax dir, .npz, .safetensors, vit-ti16/b16/l16, 'shipped' or 'shipped-wide'"
     )
     add_job_arguments(parser, out_required=True)
+    cluster.add_cluster_arguments(parser)
     return parser
 
 
@@ -182,5 +196,9 @@ def main(argv: list[str] | None = None) -> int:
       ValueError: for a bad option, ``--out``, source or data (named in the message).
     """
     args = build_parser().parse_args(argv)
-    print_report(run_checked(args, args.source, "prune"), args.out)
+    node = cluster.init_from_args(args, batch_size=PruneJob.batch_size)  # before any JAX work
+    with cluster.private_out(args, node):  # only process 0 writes --out
+        report = run_checked(args, args.source, "prune")
+    if node.primary:
+        print_report(report, args.out)
     return 0

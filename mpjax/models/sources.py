@@ -8,8 +8,11 @@ source                          result
 orbax checkpoint directory      ``mpjax.checkpoint.restore_params(dir)`` (params, masks, meta)
 ``*.npz`` (big_vision/vit_jax)  nested Linen dict from ``"a/b/kernel"`` keys (old names fixed)
 ``*.safetensors`` (torch)       flat ``{name: ndarray}`` in torch layout (``tree.select`` reads it)
+sharded safetensors             the same from every shard of ``model.safetensors.index.json``
+                                (a folder holding it, or the file; bf16/f16 read as float32)
 ``vit-ti16`` ... ``vit-l16``    random ViT params with the big_vision names (numpy, fast)
 ``shipped``                     the Fashion-MNIST ViT shipped with mpjax (its training record)
+``shipped-wide``                the larger shipped Fashion-MNIST ViT (width 128, 6 blocks)
 ==============================  ==============================================================
 
 and describes the source with a :class:`SourceInfo`. Every floating leaf of what it loads
@@ -29,19 +32,21 @@ from typing import Any
 
 import numpy as np
 
-from mpjax import npz, tree
+from mpjax import lazy, npz, tree
 from mpjax.models import convert, vit
 
 #: What :func:`load_source` accepts, as error messages name it.
 SUPPORTED = (
     "an orbax checkpoint directory, a big_vision/vit_jax .npz file, a torch-layout "
-    ".safetensors file (timm or Hugging Face), 'shipped' (the Fashion-MNIST ViT shipped "
-    "with mpjax) or a random init name (vit-ti16, vit-s16, vit-b16, vit-l16, vit-fmnist)"
+    ".safetensors file (timm or Hugging Face), 'shipped' or 'shipped-wide' (the Fashion-MNIST "
+    "ViTs shipped with mpjax) or a random init name (vit-ti16, vit-s16, vit-b16, vit-l16, vit-fmnist)"
 )
 #: The named random inits of :func:`load_source`.
 RANDOM_INITS = ("vit-ti16", "vit-s16", "vit-b16", "vit-l16", "vit-fmnist")
 #: Source name of the Fashion-MNIST ViT shipped with mpjax.
 SHIPPED = "shipped"
+#: Source names of every shipped model (:data:`mpjax.models.shipped.SHIPPED_MODELS`).
+SHIPPED_SOURCES = (SHIPPED, "shipped-wide")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,19 +142,21 @@ def random_init(config: vit.ViTConfig | str, seed: int = 0) -> dict:
     config = vit.config_for(config) if isinstance(config, str) else config
     abstract = vit.abstract_params(config)
     rng = np.random.default_rng(seed)
-    out = {}
-    for path, leaf in tree.flatten(abstract).items():
-        name, shape = path.rsplit("/", 1)[-1], tuple(leaf.shape)
-        if name == "kernel":
-            std = 1.0 / np.sqrt(tree.view_of(path, shape).d_in)
-            out[path] = rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
-        elif name == "scale":
-            out[path] = np.ones(shape, np.float32)
-        elif name == "bias":
-            out[path] = np.zeros(shape, np.float32)
-        else:
-            out[path] = rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+    out = {p: random_leaf(rng, p, tuple(x.shape)) for p, x in tree.flatten(abstract).items()}
     return tree.unflatten_like(abstract, out)
+
+
+def random_leaf(rng: np.random.Generator, path: str, shape: tuple[int, ...]) -> np.ndarray:
+    """One leaf of :func:`random_init`, drawn from ``rng`` (drawn in tree order there)."""
+    name = path.rsplit("/", 1)[-1]
+    if name == "kernel":
+        std = 1.0 / np.sqrt(tree.view_of(path, shape).d_in)
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+    if name == "scale":
+        return np.ones(shape, np.float32)
+    if name == "bias":
+        return np.zeros(shape, np.float32)
+    return rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
 
 
 def load_vit_checkpoint(
@@ -224,12 +231,15 @@ def _load_source(source: str | Path, seed: int) -> tuple[Any, SourceInfo]:
         config = vit.config_for(text)
         info = SourceInfo("random", text, config, "flax", seed=seed)
         return random_init(config, seed), info
-    if text == SHIPPED and not path.exists():
+    if text in SHIPPED_SOURCES and not path.exists():
         # Trained by mpjax.training, which builds on this package: imported only when asked.
         from mpjax.models.shipped import load_shipped_model
 
-        params, config, record = load_shipped_model()
+        params, config, record = load_shipped_model() if text == SHIPPED else load_shipped_model(text)
         return params, SourceInfo(SHIPPED, text, config, "flax", meta=record)
+    if path.name.endswith(".index.json") or (path / lazy.INDEX_NAME).is_file():
+        state_dict = lazy.open_safetensors(path).materialize()  # a sharded checkpoint
+        return state_dict, SourceInfo("safetensors", text, None, convert.detect_layout(state_dict))
     if path.is_dir():
         from mpjax.checkpoint import restore_params  # orbax: imported only when needed
 

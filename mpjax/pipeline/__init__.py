@@ -1,6 +1,6 @@
 """The prune job: load a model, prune, distill, evaluate and report."""
 
-from mpjax.pipeline import job, macs, report, workdir
+from mpjax.pipeline import compare, job, macs, oneshot, report, workdir
 from mpjax.pipeline.job import (
     SHIPPED,
     VIT_BLOCKS,
@@ -19,8 +19,10 @@ from mpjax.pipeline.report import (
 )
 
 __all__ = [
+    "compare",
     "job",
     "macs",
+    "oneshot",
     "report",
     "workdir",
     "SHIPPED",

@@ -31,24 +31,21 @@ import json
 import logging
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 
 from mpjax import arch, checkpoint, data, tree
-from mpjax.models import LoadedModel, load_model, sources, vit
+from mpjax.models import LoadedModel, load_model, sources
 from mpjax.mp import analyze_to_dir
+from mpjax.pipeline import oneshot
 from mpjax.pipeline import workdir as distill_dir
 from mpjax.pipeline.macs import mac_summary
 from mpjax.pipeline.report import PruneReport, write_report
-from mpjax.pruning import METHODS, parse_target, permute_vit, prune
-from mpjax.training import DistillConfig, distill, evaluate, prepare_images
+from mpjax.pruning import METHODS, parse_target, permute_vit
+from mpjax.training import DistillConfig, distill, evaluate
 
 #: Source name of the model shipped with mpjax.
 SHIPPED = sources.SHIPPED
@@ -57,7 +54,7 @@ VIT_BLOCKS = "Transformer/encoderblock_*"
 #: Dataset names the job reads with :func:`mpjax.data.load_idx_dataset`.
 DATASET_NAMES = {"fashion-mnist": "fashion-mnist", "fmnist": "fashion-mnist", "mnist": "mnist"}
 #: Rows of calibration inputs kept per layer (CAST covariances, permutation scores).
-CALIB_ROWS = 4096
+CALIB_ROWS = oneshot.CALIB_ROWS
 
 
 @dataclasses.dataclass
@@ -76,12 +73,14 @@ class PruneJob:
     distill_steps: int = 0  # frozen-mask distillation steps (0 = none)
     distill_lr: float = 5e-4  # peak AdamW learning rate of the distillation
     batch_size: int = 128  # distillation batch
-    calib_images: int = 256  # images whose layer inputs calibrate CAST (rows capped at 4096)
+    calib_images: int = 256  # train images whose layer inputs calibrate (rows capped at 4096)
     eval_images: int | None = None  # evaluate on the first N test images (None = all)
     include: str | None = None  # glob of layers to prune (default: ViT blocks, else all)
     seed: int = 0  # data order of calibration and distillation
     progress: bool = True  # progress bars
     overwrite: bool = False  # replace OUT/distill of another prune job (never a foreign one)
+    reconstruct: str = "off"  # refit kept weights: "off", "parallel" or "sequential"
+    budget: str | None = None  # per-layer sparsities: "uniform", "seb", "alpha" (None: method's)
 
     def validate(self) -> None:
         """Check every option before any work starts.
@@ -100,13 +99,35 @@ class PruneJob:
             )
         if self.tome_r < 0 or self.distill_steps < 0 or self.calib_images < 1:
             raise ValueError("--tome, --distill-steps must be >= 0 and --calib-images >= 1.")
-        if (method.needs_grad_fn or method.needs_calibration) and self.data is None:
+        if (method.needs_grad_fn or oneshot.reads_calibration(self.method)) and self.data is None:
             raise ValueError(f"--method {self.method} needs calibration data: pass --data.")
+        self._validate_oneshot(method, n)
         if self.method == "lowrank" and self.distill_steps and self.data is not None:
             raise ValueError(
                 "--distill-steps: low rank keeps no mask, so distillation would "
                 "train the full matrices and undo the rank; pass --distill-steps 0."
             )
+
+
+    def _validate_oneshot(self, method, n: int | None) -> None:
+        """``--reconstruct`` and ``--budget`` against the method, pattern and data."""
+        if self.reconstruct not in oneshot.RECONSTRUCT_MODES:
+            raise ValueError(f"--reconstruct {self.reconstruct}: choose one of "
+                             f"{oneshot.RECONSTRUCT_MODES}.")  # fmt: skip
+        if self.reconstruct != "off" and self.data is None:
+            raise ValueError(f"--reconstruct {self.reconstruct}: refitting needs calibration "
+                             "inputs; pass --data (e.g. fashion-mnist) or --reconstruct off.")
+        if self.reconstruct != "off" and not method.returns_masks:
+            raise ValueError(f"--reconstruct: method {self.method!r} keeps no mask to refit on; "
+                             "pass --reconstruct off.")  # fmt: skip
+        if self.budget is None:
+            return
+        if self.budget not in oneshot.BUDGETS:
+            raise ValueError(f"--budget {self.budget}: choose one of {oneshot.BUDGETS}.")
+        if n is not None or not method.takes_budget:
+            takers = tuple(m.name for m in METHODS.values() if m.takes_budget)
+            raise ValueError(f"--budget: per-layer budgets apply to unstructured {takers}; "
+                             f"drop --budget for {self.method} {self.pattern}.")  # fmt: skip
 
 
 def _load_splits(spec: str, data_dir: str | None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -117,32 +138,9 @@ def _load_splits(spec: str, data_dir: str | None) -> dict[str, tuple[np.ndarray,
     return {s: data.load_idx_dataset(name, s, directory) for s in ("train", "test")}
 
 
-def _grad_fn(apply_fn, images: np.ndarray, labels: np.ndarray):
-    """``params -> grads`` of the mean CE on one calibration batch (SER's selection phase)."""
-    x, y = prepare_images(images), jnp.asarray(labels)
-
-    def loss(params):
-        logits = apply_fn(params, x, False)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    return jax.jit(jax.grad(loss))
-
-
 def _group_size(pattern: str) -> int | None:
     """``n`` of a ``"k:n"`` pattern, ``None`` for unstructured."""
     return None if pattern == "unstructured" else arch.parse_pattern(pattern).n
-
-
-def _tokens_per_layer(model: LoadedModel, views, tome_r: int) -> dict[str, int] | None:
-    """Tokens each pruned layer sees per image (ToMe shrinks later blocks)."""
-    if model.config is None:
-        return None
-    counts = arch.tome_schedule(model.config.num_tokens, model.config.num_layers, tome_r)
-    out = {}
-    for path in views:
-        if "encoderblock_" in path:
-            out[path] = counts[int(path.split("encoderblock_")[1].split("/")[0])]
-    return out
 
 
 def _say(job: PruneJob, text: str) -> None:
@@ -194,6 +192,17 @@ def _lowrank_rows(layers: list[dict[str, Any]], ranks: dict[str, int]) -> list[d
     return out
 
 
+def _reconstruction(job: PruneJob, errors) -> dict[str, Any] | None:
+    """The report's ``reconstruction`` field: mode, images and per-layer errors."""
+    if errors is None:
+        return None
+    rows = [dataclasses.asdict(e) for e in errors]
+    return {"mode": job.reconstruct, "calib_images": job.calib_images,
+            "mean_before": float(np.mean([r["before"] for r in rows])) if rows else 0.0,
+            "mean_after": float(np.mean([r["after"] for r in rows])) if rows else 0.0,
+            "layers": rows}  # fmt: skip
+
+
 def _check_out(out: Path) -> None:
     """Create ``out`` or raise ValueError naming ``--out`` (a file, an unwritable parent)."""
     if out.is_symlink() or (out.exists() and not out.is_dir()):
@@ -204,13 +213,6 @@ def _check_out(out: Path) -> None:
         raise ValueError(
             f"--out: cannot create {out} ({err.strerror}); pass a writable directory."
         ) from None
-
-
-def _layer_inputs(model: LoadedModel, params, calib, tome_r: int) -> dict[str, np.ndarray]:
-    if model.config is None or calib is None:
-        raise ValueError("--data: calibration inputs need a ViT source and data.")
-    _, inputs = vit.layer_inputs(model.config, params, prepare_images(calib[0]), tome_r)
-    return {p: np.asarray(x[:CALIB_ROWS]) for p, x in inputs.items()}
 
 
 def run(job: PruneJob) -> PruneReport:
@@ -262,31 +264,26 @@ def _run(job: PruneJob, out: Path) -> PruneReport:
     n = _group_size(job.pattern)
     calib = None
     if sets is not None:
-        available = len(sets["train"][0])
-        rng = np.random.default_rng(job.seed)
-        idx = rng.choice(available, job.calib_images, replace=False)
-        calib = sets["train"][0][idx], sets["train"][1][idx]
+        calib = oneshot.calibration_images(sets["train"], job.calib_images, job.seed)
     perms = {}
     if job.permute and n is not None:
         _say(job, f"choosing {job.pattern} input-channel permutations")
-        inputs = _layer_inputs(model, params, calib, job.tome_r) if calib else None
+        inputs = None
+        if calib is not None and model.config is not None:
+            inputs = oneshot.capture_inputs(model.config, params, calib[0], job.tome_r)
         params, perms = permute_vit(params, n, calib_inputs=inputs)
     apply_fn = model.apply_fn(job.tome_r) if model.config is not None else None
-    method = METHODS[job.method]  # the registry says which signals the method takes
-    signals: dict[str, Any] = {}
-    if method.needs_calibration:
-        _say(job, f"calibration: capturing the layer inputs of {len(calib[0])} images")
-        signals["calib_inputs"] = _layer_inputs(model, params, calib, job.tome_r)
-    if method.uses_grad_fn and calib is not None:
-        signals["grad_fn"] = _grad_fn(apply_fn, *calib)
     views = tree.select(params, include=include)
-    _say(job, f"pruning {len(views)} layer{'s' * (len(views) != 1)}: {job.method} {job.pattern}")
-    with warnings.catch_warnings():  # skipped layers are listed in the report instead
-        warnings.filterwarnings("ignore", message="N:M skipped", category=UserWarning)
-        pruned, masks, pruning = prune(
-            params, job.method, job.pattern, job.sparsity, include=include,
-            tokens=_tokens_per_layer(model, views, job.tome_r), on_indivisible="skip", **signals,
-        )  # fmt: skip
+    if oneshot.reads_calibration(job.method) or job.reconstruct != "off":
+        _say(job, f"calibration: capturing the layer inputs of {len(calib[0])} images")
+    _say(job, f"pruning {len(views)} layer{'s' * (len(views) != 1)}: {job.method} {job.pattern}"
+         + (f", then reconstruction ({job.reconstruct})" if job.reconstruct != "off" else ""))
+    shot = oneshot.prune_one_shot(
+        model.config, params, job.method, job.pattern, job.sparsity, include=include,
+        calib=calib, tome_r=job.tome_r, budget=job.budget, reconstruct=job.reconstruct,
+        apply_fn=apply_fn,
+    )  # fmt: skip
+    pruned, masks, pruning = shot.params, shot.masks, shot.pruning
     if pruning["skipped"]:
         _say(job, f"{len(pruning['skipped'])} layers left dense (report.md says why)")
     accuracy: dict[str, Any] = {}
@@ -309,6 +306,7 @@ def _run(job: PruneJob, out: Path) -> PruneReport:
         source=job.source, method=job.method, pattern=job.pattern, tome_r=job.tome_r,
         permuted=bool(perms), sparsity=sparsity, global_sparsity=global_sparsity,
         skipped=pruning["skipped"], macs=macs, lowrank=lowrank, **accuracy,
+        budget=job.budget, reconstruction=_reconstruction(job, shot.errors),
         seconds=time.perf_counter() - started,
     )  # fmt: skip
     meta = {"job": dataclasses.asdict(job), "result": json.loads(report.to_json())}

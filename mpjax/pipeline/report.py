@@ -27,7 +27,7 @@ TABLE_KEYS = ("source", "tome_r", "permuted", "sparsity", "global_sparsity", "ac
               "acc_dense_tome", "acc_pruned", "acc_distilled", "seconds")  # fmt: skip
 #: Fields of :class:`PruneReport` left out of :meth:`PruneReport.to_dict` when ``None``.
 OPTIONAL_KEYS = ("acc_dense", "acc_dense_tome", "acc_pruned", "acc_distilled", "distill",
-                 "lowrank")  # fmt: skip
+                 "lowrank", "budget", "reconstruction")  # fmt: skip
 #: The accuracy fields, one per stage of the job.
 ACCURACY_KEYS = ("acc_dense", "acc_dense_tome", "acc_pruned", "acc_distilled")
 
@@ -79,6 +79,11 @@ class PruneReport:
       distill: ``{"steps", "seconds"}`` of the distillation (``None`` without one).
       lowrank: low rank only: ``{"ranks": {path: rank}, "params_removed": float,
         "stored": ...}`` (``None`` for every other method).
+      budget: the ``--budget`` of per-layer sparsities (``None``: the method's own).
+      reconstruction: with ``--reconstruct``: ``{"mode", "calib_images", "mean_before",
+        "mean_after", "layers": [{"path", "before", "after"}]}``, each layer's relative output
+        error ``||(W - W_dense) X||_F / ||W_dense X||_F`` on the calibration inputs before
+        and after the refit (``None`` without one).
       seconds: wall time of the whole job.
     """
 
@@ -97,6 +102,8 @@ class PruneReport:
     acc_distilled: float | None = None
     distill: dict[str, Any] | None = None
     lowrank: dict[str, Any] | None = None
+    budget: str | None = None
+    reconstruction: dict[str, Any] | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,7 +168,22 @@ def write_report(
                      f"|{rank} {_fmt(f.get('sigma_plus'))} | {_fmt(f.get('bulk_fraction'))} |")
     if report.skipped:
         lines += ["", "Left dense:"] + [f"- {p}: {why}" for p, why in report.skipped.items()]
+    lines += _reconstruction_lines(report)
     (out / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _reconstruction_lines(report: PruneReport) -> list[str]:
+    """The budget line and the per-layer error table of a refit (empty for other runs)."""
+    lines = [] if report.budget is None else ["", f"Per-layer budget: {report.budget}."]
+    rec = report.reconstruction
+    if rec is None:
+        return lines
+    lines += ["", f"Reconstruction ({rec['mode']}, {rec['calib_images']} calibration images): "
+              "relative output error ||(W - W_dense) X||_F / ||W_dense X||_F on the "
+              "calibration inputs.", "", "| layer | before | after |", "| --- | --- | --- |"]
+    lines += [f"| {r['path']} | {r['before']:.4f} | {r['after']:.4f} |" for r in rec["layers"]]
+    lines.append(f"| mean | {rec['mean_before']:.4f} | {rec['mean_after']:.4f} |")
+    return lines
 
 
 def plot_report(layers: list[dict[str, Any]], report: PruneReport, path: str | Path) -> None:

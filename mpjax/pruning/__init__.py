@@ -3,6 +3,10 @@
 * :mod:`~mpjax.pruning.masks`: the masks contract, exact top-k masks, apply/check/summary;
 * :mod:`~mpjax.pruning.nm`: N:M masks and their independent validator;
 * :mod:`~mpjax.pruning.budgets`: per-layer budgets, SEB, the cyclic procedure's layer rule;
+  :mod:`~mpjax.pruning.alpha`: AlphaPruning-style budgets and budgets by name;
+* :mod:`~mpjax.pruning.posttrain`, :mod:`~mpjax.pruning.sparsegpt`: the post-training
+  baselines Wanda, RIA and SparseGPT; :mod:`~mpjax.pruning.refit`: refitting the kept
+  weights of any mask on calibration inputs;
 * :mod:`~mpjax.pruning.ser`, :mod:`~mpjax.pruning.cast`, :mod:`~mpjax.pruning.lowrank`,
   :mod:`~mpjax.pruning.cyclic`, :mod:`~mpjax.pruning.permute`: the methods and transforms;
 * :mod:`~mpjax.pruning.registry`: the method table :data:`METHODS`, :func:`prune` and
@@ -10,6 +14,7 @@
 """
 
 from mpjax.pruning import (
+    alpha,
     budgets,
     cast,
     cyclic,
@@ -18,8 +23,16 @@ from mpjax.pruning import (
     methods,
     nm,
     permute,
+    posttrain,
+    refit,
     registry,
     ser,
+    sparsegpt,
+)
+from mpjax.pruning.alpha import (
+    alpha_budget,
+    alpha_sparsities,
+    layer_budget,
 )
 from mpjax.pruning.budgets import (
     budget_of,
@@ -59,6 +72,15 @@ from mpjax.pruning.nm import (
 from mpjax.pruning.permute import (
     permute_vit,
 )
+from mpjax.pruning.posttrain import (
+    input_norms,
+    layer_hessians,
+)
+from mpjax.pruning.refit import (
+    RefitError,
+    reconstruct,
+    reconstruct_sequential,
+)
 from mpjax.pruning.registry import (
     METHODS,
     PruningMethod,
@@ -68,8 +90,12 @@ from mpjax.pruning.registry import (
     pruner,
     register,
 )
+from mpjax.pruning.sparsegpt import (
+    sparsegpt_matrix,
+)
 
 __all__ = [
+    "alpha",
     "budgets",
     "cast",
     "cyclic",
@@ -78,8 +104,20 @@ __all__ = [
     "methods",
     "nm",
     "permute",
+    "posttrain",
+    "refit",
     "registry",
     "ser",
+    "sparsegpt",
+    "RefitError",
+    "alpha_budget",
+    "alpha_sparsities",
+    "input_norms",
+    "layer_budget",
+    "layer_hessians",
+    "reconstruct",
+    "reconstruct_sequential",
+    "sparsegpt_matrix",
     "METHODS",
     "PruningMethod",
     "apply_masks",

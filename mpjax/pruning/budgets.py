@@ -13,6 +13,9 @@ smallest ``|W_ij| / w_l`` with
 
 so a layer with a high MP edge (more noise-like) is pruned harder.
 
+AlphaPruning-style budgets and :func:`~mpjax.pruning.alpha.layer_budget` (uniform, SEB or
+alpha budgets by name) live in :mod:`mpjax.pruning.alpha`.
+
 See `docs/method/budgets.md` (SEB, layer budgets, the cyclic singular-value procedure).
 
 References:
@@ -269,3 +272,4 @@ def cycle_budget(
         k = quality ** (1.5 / cycle) * cycle_rate(cycle) * nnz
         out[p] = min(max_sparsity, (size - nnz + k) / size)
     return tree.unflatten_like(params, out)
+

@@ -16,18 +16,22 @@ from typing import Any
 import numpy as np
 
 from mpjax import tree
+from mpjax.arch import parse_pattern
 from mpjax.pruning import cast, ser
 from mpjax.pruning.budgets import masks_from_budget, seb_masks
 from mpjax.pruning.cyclic import cyclic_prune
 from mpjax.pruning.lowrank import lowrank, rank_for_density
-from mpjax.pruning.masks import apply_masks, magnitude_masks
+from mpjax.pruning.masks import apply_masks, check_sparsity, magnitude_masks
 from mpjax.pruning.nm import nm_masks, nm_matrix_mask, nm_views
 
 PyTree = Any
 Transform = Callable[[PyTree], tuple[PyTree, PyTree]]
 
 __all__ = [
+    "PATTERN_KINDS",
     "PruneRequest",
+    "PruningMethod",
+    "Report",
     "Transform",
     "build_cast",
     "build_cyclic",
@@ -38,6 +42,7 @@ __all__ = [
     "build_ser",
     "cast_report",
     "lowrank_report",
+    "parse_target",
 ]
 
 
@@ -54,6 +59,8 @@ class PruneRequest:
       layer_weights: SEB layer weights ``{path: w_l}``.
       grad_fn: ``params -> grads`` (SER and the methods built on it).
       covs: CAST block covariances ``{path: (d_in/n, n, n)}``.
+      hessians: ``{path: X^T X (d_in, d_in)}`` of the calibration inputs (SparseGPT).
+      input_norms: ``{path: ||X_j|| (d_in,)}`` of the calibration inputs (Wanda, RIA).
       ser_kwargs, cast_kwargs, cycle_kwargs: options of :func:`mpjax.pruning.ser.ser`,
         :func:`mpjax.pruning.cast.cast` and :func:`mpjax.pruning.cyclic.cyclic_prune`.
       on_indivisible: ``"error"`` or ``"skip"`` for N:M layers with ``d_in % n != 0``.
@@ -68,6 +75,8 @@ class PruneRequest:
     layer_weights: Mapping[str, float] | None = None
     grad_fn: ser.GradFn | None = None
     covs: Mapping[str, Any] | None = None
+    hessians: Mapping[str, Any] | None = None
+    input_norms: Mapping[str, Any] | None = None
     ser_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     cast_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     cycle_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
@@ -76,6 +85,124 @@ class PruneRequest:
     def views_of(self, params: PyTree) -> Mapping[str, tree.LayerView]:
         """The layers to prune in ``params``."""
         return tree.select(params) if self.views is None else self.views
+
+
+Report = Callable[[PruneRequest, PyTree, PyTree, PyTree, Mapping[str, tree.LayerView]],
+                  dict[str, Any]]
+
+#: The pattern kinds a method may support: ``"unstructured"`` and ``"nm"`` (any ``"K:N"``).
+PATTERN_KINDS = ("unstructured", "nm")
+
+@dataclasses.dataclass(frozen=True)
+class PruningMethod:
+    """One row of the method table: what a method supports and needs, and how it is built.
+
+    Attributes:
+      name: the method name (``prune(params, name, ...)``, ``mpjax prune --method name``).
+      patterns: the pattern kinds it supports, a subset of :data:`PATTERN_KINDS`.
+      build: ``PruneRequest -> (params -> (params, masks))``, called after validation.
+      doc: what it removes, one short sentence (the last column of the table).
+      needs_grad_fn: ``grad_fn(params) -> grads`` is required.
+      uses_grad_fn: ``grad_fn`` is used when given (required or optional).
+      needs_calibration: CAST block covariances are required (``prune``: ``calib_inputs``
+        or ``calib_covs``; ``pruner``: ``covs``).
+      needs_layer_weights: SEB layer weights ``w_l`` are required for the unstructured form
+        (``prune`` computes them from the spectra; N:M groups lie within one layer, so a
+        per-layer weight cannot change an N:M choice).
+      uses_layer_weights: ``prune(..., seb=True)`` weights the method's unstructured stage.
+      needs_hessian: calibration Gram matrices ``H = X^T X`` are required (``prune``:
+        ``calib_inputs`` or ``calib_hessians``; ``pruner``: ``hessians``).
+      needs_input_norms: calibration input norms ``||X_j||`` are required (``prune``: as
+        above; ``pruner``: ``input_norms``).
+      granularity: where the unstructured count is met: ``"global"`` (over the selected
+        layers, or per layer with ``scope="layer"`` or a budget), ``"layer"`` (each layer
+        removes ``round(s d_out d_in)``) or ``"row"`` (each row removes ``floor(s d_in)``).
+      takes_budget: accepts a per-layer ``budget`` pytree.
+      returns_masks: ``False`` for spectral methods that change values, not the support
+        (their masks pytree has no leaves).
+      jittable: the transformation can be traced by ``jax.jit``.
+      hint: what to do instead when a pattern is not supported.
+      report: optional ``(request, params, pruned, masks, views) -> dict`` of report extras.
+    """
+
+    name: str
+    patterns: frozenset[str]
+    build: Callable[[PruneRequest], Transform]
+    doc: str
+    needs_grad_fn: bool = False
+    uses_grad_fn: bool = False
+    needs_calibration: bool = False
+    needs_layer_weights: bool = False
+    uses_layer_weights: bool = False
+    needs_hessian: bool = False
+    needs_input_norms: bool = False
+    granularity: str = "global"
+    takes_budget: bool = False
+    returns_masks: bool = True
+    jittable: bool = True
+    hint: str = "use method='cast' (or 'magnitude') for N:M."
+    report: Report | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.patterns) - set(PATTERN_KINDS)
+        if not self.patterns or unknown:
+            raise ValueError(f"PruningMethod {self.name!r}: patterns={sorted(self.patterns)}; "
+                             f"expected a non-empty subset of {PATTERN_KINDS}.")
+
+    def signals(self) -> str:
+        """The signals column of the table, e.g. ``"grad_fn"`` or ``"none"``."""
+        out = []
+        if self.takes_budget:
+            out.append("budget (optional)")
+        if self.needs_layer_weights:
+            out.append("SEB layer weights")
+        if self.needs_calibration:
+            out.append("calibration")
+        if self.needs_input_norms:
+            out.append("calibration norms")
+        if self.needs_hessian:
+            out.append("calibration Hessian")
+        if self.needs_grad_fn:
+            out.append("grad_fn")
+        elif self.uses_grad_fn:
+            out.append("grad_fn (optional)")
+        return ", ".join(out) or "none"
+
+
+def parse_target(pattern: str, sparsity: float | None) -> tuple[int | None, int | None, float]:
+    """``(k, n, sparsity)`` from a pattern and an optional sparsity.
+
+    ``"K:N"`` implies ``sparsity = 1 - K/N``; passing a different sparsity is an error.
+
+    Args:
+      pattern: ``"unstructured"`` or ``"K:N"`` with ``0 < K < N``
+        (:func:`mpjax.arch.parse_pattern`).
+      sparsity: the share of weights to remove, required for ``"unstructured"``.
+
+    Returns:
+      ``(k, n, sparsity)``; ``k`` and ``n`` are ``None`` for ``"unstructured"``.
+
+    Raises:
+      ValueError: unstructured without sparsity, sparsity outside ``[0, 1)``, a malformed
+        pattern, or a sparsity that contradicts the pattern.
+
+    Examples:
+      >>> parse_target("2:4", None)
+      (2, 4, 0.5)
+    """
+    if pattern == "unstructured":
+        if sparsity is None:
+            raise ValueError("sparsity is required for pattern='unstructured'.")
+        check_sparsity(sparsity)
+        return None, None, float(sparsity)
+    k, n = parse_pattern(pattern)
+    implied = 1.0 - k / n
+    if sparsity is not None and abs(float(sparsity) - implied) > 1e-9:
+        raise ValueError(
+            f"sparsity={sparsity} contradicts pattern={pattern!r} (which implies {implied:g}); "
+            "drop sparsity= or make them agree."
+        )
+    return k, n, implied
 
 
 def _nm_magnitude(req: PruneRequest, params: PyTree) -> tuple[PyTree, PyTree]:

@@ -21,36 +21,40 @@ Methods (the table is :func:`describe_methods`; a test keeps the two equal):
 | cast | K:N | calibration, grad_fn (optional) | SER (or magnitude), then the CAST projection |
 | lowrank | unstructured | none | rank r with r (d_out + d_in) <= (1 - S) d_out d_in; no masks |
 | cyclic | unstructured | none | cycles of MP-fit budgets and SV sparsification; eager only |
+| wanda | unstructured, K:N | budget (optional), calibration norms | per row, smallest abs(W_ij) norm(X_j) |
+| ria | unstructured, K:N | budget (optional), calibration norms | per row, smallest relative importance x norm(X_j)^0.5 |
+| sparsegpt | unstructured, K:N | budget (optional), calibration Hessian | OBS sweep: mask by W^2 / [H^-1]_jj, update the rest |
 
 A ``budget`` pytree (per-layer sparsities, :mod:`mpjax.pruning.budgets`) overrides the global
-criterion for ``magnitude``: each layer is pruned by magnitude to its own sparsity. See
-`docs/method/budgets.md`, `docs/method/ser.md`, `docs/method/cast.md` and
-`docs/method/lowrank.md` for the methods' math.
+target of the unstructured form of the methods that take one: each layer is pruned to its own
+sparsity. The post-training baselines (``wanda``, ``ria``, ``sparsegpt``,
+:mod:`mpjax.pruning.posttrain`) read calibration signals prepared from the same
+``calib_inputs`` as CAST. See `docs/method/budgets.md`, `docs/method/ser.md`,
+`docs/method/cast.md`, `docs/method/lowrank.md` and `docs/method/posttrain.md`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
 
 from mpjax import tree
-from mpjax.arch import parse_pattern
-from mpjax.pruning import budgets, cast, methods
-from mpjax.pruning.masks import check_sparsity, summary
-from mpjax.pruning.methods import PruneRequest, Transform
+from mpjax.pruning import budgets, cast, methods, posttrain
+from mpjax.pruning.masks import summary
+from mpjax.pruning.methods import (
+    PATTERN_KINDS,
+    PruneRequest,
+    PruningMethod,
+    Transform,
+    parse_target,
+)
 from mpjax.pruning.nm import nm_views
 from mpjax.pruning.ser import GradFn
 
 PyTree = Any
-Report = Callable[[PruneRequest, PyTree, PyTree, PyTree, Mapping[str, tree.LayerView]],
-                  dict[str, Any]]
-
-#: The pattern kinds a method may support: ``"unstructured"`` and ``"nm"`` (any ``"K:N"``).
-PATTERN_KINDS = ("unstructured", "nm")
 
 __all__ = [
     "METHODS",
@@ -64,68 +68,6 @@ __all__ = [
     "pruner",
     "register",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class PruningMethod:
-    """One row of the method table: what a method supports and needs, and how it is built.
-
-    Attributes:
-      name: the method name (``prune(params, name, ...)``, ``mpjax prune --method name``).
-      patterns: the pattern kinds it supports, a subset of :data:`PATTERN_KINDS`.
-      build: ``PruneRequest -> (params -> (params, masks))``, called after validation.
-      doc: what it removes, one short sentence (the last column of the table).
-      needs_grad_fn: ``grad_fn(params) -> grads`` is required.
-      uses_grad_fn: ``grad_fn`` is used when given (required or optional).
-      needs_calibration: CAST block covariances are required (``prune``: ``calib_inputs``
-        or ``calib_covs``; ``pruner``: ``covs``).
-      needs_layer_weights: SEB layer weights ``w_l`` are required for the unstructured form
-        (``prune`` computes them from the spectra; N:M groups lie within one layer, so a
-        per-layer weight cannot change an N:M choice).
-      uses_layer_weights: ``prune(..., seb=True)`` weights the method's unstructured stage.
-      takes_budget: accepts a per-layer ``budget`` pytree.
-      returns_masks: ``False`` for spectral methods that change values, not the support
-        (their masks pytree has no leaves).
-      jittable: the transformation can be traced by ``jax.jit``.
-      hint: what to do instead when a pattern is not supported.
-      report: optional ``(request, params, pruned, masks, views) -> dict`` of report extras.
-    """
-
-    name: str
-    patterns: frozenset[str]
-    build: Callable[[PruneRequest], Transform]
-    doc: str
-    needs_grad_fn: bool = False
-    uses_grad_fn: bool = False
-    needs_calibration: bool = False
-    needs_layer_weights: bool = False
-    uses_layer_weights: bool = False
-    takes_budget: bool = False
-    returns_masks: bool = True
-    jittable: bool = True
-    hint: str = "use method='cast' (or 'magnitude') for N:M."
-    report: Report | None = None
-
-    def __post_init__(self) -> None:
-        unknown = set(self.patterns) - set(PATTERN_KINDS)
-        if not self.patterns or unknown:
-            raise ValueError(f"PruningMethod {self.name!r}: patterns={sorted(self.patterns)}; "
-                             f"expected a non-empty subset of {PATTERN_KINDS}.")
-
-    def signals(self) -> str:
-        """The signals column of the table, e.g. ``"grad_fn"`` or ``"none"``."""
-        out = []
-        if self.takes_budget:
-            out.append("budget (optional)")
-        if self.needs_layer_weights:
-            out.append("SEB layer weights")
-        if self.needs_calibration:
-            out.append("calibration")
-        if self.needs_grad_fn:
-            out.append("grad_fn")
-        elif self.uses_grad_fn:
-            out.append("grad_fn (optional)")
-        return ", ".join(out) or "none"
 
 
 _TABLE: dict[str, PruningMethod] = {}
@@ -177,6 +119,15 @@ for _method in (
     PruningMethod("cyclic", frozenset({"unstructured"}), methods.build_cyclic,
                   "cycles of MP-fit budgets and SV sparsification; eager only",
                   jittable=False),
+    PruningMethod("wanda", frozenset(PATTERN_KINDS), posttrain.build_wanda,
+                  "per row, smallest abs(W_ij) norm(X_j)", needs_input_norms=True,
+                  granularity="row", takes_budget=True),
+    PruningMethod("ria", frozenset(PATTERN_KINDS), posttrain.build_ria,
+                  "per row, smallest relative importance x norm(X_j)^0.5",
+                  needs_input_norms=True, granularity="row", takes_budget=True),
+    PruningMethod("sparsegpt", frozenset(PATTERN_KINDS), posttrain.build_sparsegpt,
+                  "OBS sweep: mask by W^2 / [H^-1]_jj, update the rest", needs_hessian=True,
+                  granularity="layer", takes_budget=True),
 ):
     register(_method)
 
@@ -208,42 +159,6 @@ def get_method(name: str) -> PruningMethod:
     return METHODS[name]
 
 
-def parse_target(pattern: str, sparsity: float | None) -> tuple[int | None, int | None, float]:
-    """``(k, n, sparsity)`` from a pattern and an optional sparsity.
-
-    ``"K:N"`` implies ``sparsity = 1 - K/N``; passing a different sparsity is an error.
-
-    Args:
-      pattern: ``"unstructured"`` or ``"K:N"`` with ``0 < K < N``
-        (:func:`mpjax.arch.parse_pattern`).
-      sparsity: the share of weights to remove, required for ``"unstructured"``.
-
-    Returns:
-      ``(k, n, sparsity)``; ``k`` and ``n`` are ``None`` for ``"unstructured"``.
-
-    Raises:
-      ValueError: unstructured without sparsity, sparsity outside ``[0, 1)``, a malformed
-        pattern, or a sparsity that contradicts the pattern.
-
-    Examples:
-      >>> parse_target("2:4", None)
-      (2, 4, 0.5)
-    """
-    if pattern == "unstructured":
-        if sparsity is None:
-            raise ValueError("sparsity is required for pattern='unstructured'.")
-        check_sparsity(sparsity)
-        return None, None, float(sparsity)
-    k, n = parse_pattern(pattern)
-    implied = 1.0 - k / n
-    if sparsity is not None and abs(float(sparsity) - implied) > 1e-9:
-        raise ValueError(
-            f"sparsity={sparsity} contradicts pattern={pattern!r} (which implies {implied:g}); "
-            "drop sparsity= or make them agree."
-        )
-    return k, n, implied
-
-
 def _supported(method: PruningMethod, pattern: str, n: int | None) -> None:
     if ("unstructured" if n is None else "nm") not in method.patterns:
         raise ValueError(f"method={method.name!r} has no {pattern} form; {method.hint}")
@@ -260,6 +175,8 @@ def pruner(
     layer_weights: Mapping[str, float] | None = None,
     grad_fn: GradFn | None = None,
     covs: Mapping[str, Any] | None = None,
+    hessians: Mapping[str, Any] | None = None,
+    input_norms: Mapping[str, Any] | None = None,
     ser_kwargs: Mapping[str, Any] | None = None,
     cast_kwargs: Mapping[str, Any] | None = None,
     on_indivisible: str = "error",
@@ -269,7 +186,9 @@ def pruner(
 
     Signals are inputs, not computed here: ``layer_weights`` (SEB ``w_l``, see
     :func:`mpjax.pruning.budgets.seb_weights`), ``grad_fn`` (SER), ``covs`` (CAST block
-    covariances, :func:`mpjax.pruning.cast.covariances`). The returned function is traceable
+    covariances, :func:`mpjax.pruning.cast.covariances`), ``hessians`` and ``input_norms``
+    (:func:`mpjax.pruning.posttrain.layer_hessians`, :func:`~mpjax.pruning.posttrain.input_norms`).
+    The returned function is traceable
     (wrap it in ``jax.jit``) when the method is :attr:`PruningMethod.jittable`.
 
     Args:
@@ -277,7 +196,8 @@ def pruner(
       pattern: ``"unstructured"`` or ``"K:N"``.
       sparsity: target in ``[0, 1)``; optional for ``"K:N"`` (must then agree).
       views: layers to prune (default ``tree.select(params)`` at call time).
-      scope, budget, layer_weights, grad_fn, covs, on_indivisible: see :class:`PruneRequest`.
+      scope, budget, layer_weights, grad_fn, covs, hessians, input_norms, on_indivisible:
+        see :class:`PruneRequest`.
       ser_kwargs, cast_kwargs, cycle_kwargs: options of SER, CAST and the cyclic procedure.
 
     Returns:
@@ -299,9 +219,16 @@ def pruner(
         raise ValueError(f"budget= is used by {takers} only, not {method!r}.")
     if m.needs_calibration and covs is None:
         raise ValueError(f"method={method!r} needs covs (cast.covariances(calib_inputs, n)).")
+    if m.needs_hessian and hessians is None:
+        raise ValueError(f"method={method!r} needs hessians (posttrain.layer_hessians).")
+    if m.needs_input_norms and input_norms is None:
+        raise ValueError(f"method={method!r} needs input_norms (posttrain.input_norms).")
+    if hessians is not None:
+        posttrain.check_hessians(hessians, views)
     return m.build(PruneRequest(
         k=k, n=n, sparsity=s, views=views, scope=scope, budget=budget,
-        layer_weights=layer_weights, grad_fn=grad_fn, covs=covs,
+        layer_weights=layer_weights, grad_fn=grad_fn, covs=covs, hessians=hessians,
+        input_norms=input_norms,
         ser_kwargs=dict(ser_kwargs or {}), cast_kwargs=dict(cast_kwargs or {}),
         cycle_kwargs=dict(cycle_kwargs or {}), on_indivisible=on_indivisible,
     ))  # fmt: skip
@@ -317,6 +244,7 @@ def prune(
     grad_fn: GradFn | None = None,
     budget: PyTree | None = None,
     calib_covs: Mapping[str, Any] | None = None,
+    calib_hessians: Mapping[str, Any] | None = None,
     include: tree.Selector = None,
     exclude: tree.Selector = None,
     scope: str = "global",
@@ -340,13 +268,16 @@ def prune(
       method: a name in :data:`METHODS`.
       pattern: ``"unstructured"`` or ``"K:N"`` (sparsity ``1 - K/N``).
       sparsity: target in ``[0, 1)``; optional for ``"K:N"`` (must then agree).
-      calib_inputs: ``{path: X (rows, d_in)}`` captured layer inputs (CAST; layers without
-        inputs are left dense). Only the first ``max_rows`` rows are used.
+      calib_inputs: ``{path: X (rows, d_in)}`` captured layer inputs (CAST, Wanda, RIA,
+        SparseGPT; layers without inputs are left dense and listed in ``skipped``). Only the
+        first ``max_rows`` rows are used; NaN/Inf inputs raise.
       grad_fn: ``params -> grads`` for SER/Hybrid (and CAST's SER source, if given).
-      budget: per-layer sparsity pytree (``magnitude`` only).
+      budget: per-layer sparsity pytree (methods that take one, unstructured form).
       calib_covs: instead of ``calib_inputs``, precomputed block covariances
         ``{path: (d_in/n, n, n)}`` (:func:`mpjax.pruning.cast.block_covariances`, or a running
         sum of ``X_g^T X_g / T`` over captured batches), so inputs need not be kept in memory.
+      calib_hessians: for Wanda, RIA and SparseGPT, instead of ``calib_inputs``, the Gram
+        matrices ``{path: X^T X (d_in, d_in)}`` (a running sum over captured batches).
       include, exclude: glob selectors of layers (``tree.select``).
       scope: ``"global"`` or ``"layer"`` for unstructured magnitude.
       signals: precomputed ``budgets.layer_signals`` (else computed when SEB weights are
@@ -355,7 +286,7 @@ def prune(
       seb: weight SER/Hybrid/CAST's unstructured stage by the SEB layer weights ``w_l``
         (over-pruning score ``|W| / w_l`` and restore weight ``rho_l = w_l``); default 1.
       alpha_ser, exhaustive, max_patterns: CAST options (:func:`mpjax.pruning.cast.cast`).
-      max_rows: calibration rows per layer used for the CAST covariances.
+      max_rows: calibration rows per layer used for the covariances, norms or Hessians.
       ser_kwargs: SER options (``over``, ``steps``, ``lr``, ``restore_value``).
       on_indivisible: ``"error"`` or ``"skip"`` for N:M layers with ``d_in % n != 0``.
       tokens: tokens per call for the MAC count of the report.
@@ -397,7 +328,14 @@ def prune(
         covs = cast.layer_covariances(params, views, n, calib_inputs=calib_inputs,
                                       calib_covs=calib_covs, max_rows=max_rows)
         report["skipped"].update({p: "no calibration inputs" for p in views if p not in covs})
-    fn = pruner(method, pattern, s, views=views, scope=scope, budget=budget,
+    post: dict[str, Any] = {}
+    if m.needs_hessian or m.needs_input_norms:
+        post = posttrain.prepare_calibration(params, views, hessian=m.needs_hessian,
+                                             calib_inputs=calib_inputs,
+                                             calib_hessians=calib_hessians, max_rows=max_rows)
+        have = next(iter(post.values()))
+        report["skipped"].update({p: "no calibration inputs" for p in views if p not in have})
+    fn = pruner(method, pattern, s, views=views, scope=scope, budget=budget, **post,
                 layer_weights=weights, grad_fn=grad_fn, covs=covs, ser_kwargs=ser_kwargs,
                 cast_kwargs=dict(alpha_ser=alpha_ser, exhaustive=exhaustive,
                                  max_patterns=max_patterns),

@@ -76,7 +76,7 @@ def test_configs_are_built_from_the_arch_table():
     assert (cfg.hidden_size, cfg.num_layers, cfg.num_heads, cfg.mlp_dim) == (1024, 24, 16, 4096)
     assert cfg.dtype == "bfloat16" and cfg.dims == arch.PRESETS["vit-l16"]
     with pytest.raises(
-        ValueError, match=r"expected one of \['b16', 'fmnist', 'l16', 's16', 'ti16'\]"
+        ValueError, match=r"expected one of \['b16', 'fmnist', 'fmnist-wide', 'l16', 's16', 'ti16'\]"
     ):
         vit.config_for("vit-h14")
 

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from mpjax import tree
-from mpjax.pruning import budgets, cast, masks, nm, registry
+from mpjax.pruning import budgets, cast, masks, nm, posttrain, registry
 
 WIDTHS = (32, 32, 32, 16)
 TARGET = {"unstructured": ("unstructured", 0.3), "nm": ("2:4", None)}
@@ -74,6 +74,10 @@ def signals_for(method, pattern, sparsity, params, *, with_grad=False, **extra):
     if method.needs_calibration:
         _, n, _ = registry.parse_target(pattern, sparsity)
         kw["covs"] = cast.covariances(layer_inputs(params), n)
+    if method.needs_hessian:
+        kw["hessians"] = posttrain.layer_hessians(layer_inputs(params))
+    if method.needs_input_norms:
+        kw["input_norms"] = posttrain.input_norms(layer_inputs(params))
     if not method.jittable:
         kw["cycle_kwargs"] = dict(cycles=4, reg_kwargs=dict(steps=2))
     return kw
@@ -96,8 +100,12 @@ def check_sparsity(method, pattern, sparsity, params, m, out, scope="global", bu
         return
     flat = tree.flatten(m)
     assert set(flat) == set(views)
-    if scope == "layer" or budget is not None:
-        per = tree.flatten(budget) if budget is not None else dict.fromkeys(flat, sparsity)
+    per = tree.flatten(budget) if budget is not None else dict.fromkeys(flat, sparsity)
+    if method.granularity == "row":  # floor(s d_in) removed from every output row
+        for p, mk in flat.items():
+            removed = (~np.asarray(tree.to_matrix(mk, views[p]))).sum(axis=1)
+            assert np.all(removed == int(np.floor(per[p] * views[p].d_in + 1e-9)))
+    elif scope == "layer" or budget is not None or method.granularity == "layer":
         for p, mk in flat.items():
             assert mk.size - int(mk.sum()) == int(np.floor(per[p] * mk.size + 0.5))
     else:
@@ -166,6 +174,10 @@ VARIANTS = [
     ("magnitude", "8:16", None, {}),
     ("hybrid", "unstructured", 0.1, {}),  # the magnitude branch (<= 0.20)
     ("cast", "4:8", None, dict(with_grad=True)),  # SER as CAST's unstructured source
+    ("wanda", "unstructured", None, dict(budget="per-layer")),
+    ("ria", "4:8", None, {}),
+    ("sparsegpt", "unstructured", None, dict(budget="per-layer")),
+    ("sparsegpt", "8:16", None, {}),
 ]
 
 

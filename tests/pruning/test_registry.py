@@ -37,7 +37,7 @@ def test_prune_dispatcher_errors_and_report(rng):
     _, m, rep = registry.prune(params, "seb", sparsity=0.5)  # signals from mp.fit
     assert set(rep["layer_weights"]) == {"Dense_0/kernel", "Dense_1/kernel"}
     assert rep["summary"]["sparsity"] == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="budget= is used by method='magnitude' only"):
+    with pytest.raises(ValueError, match="budget= is used by method='magnitude' or method='wanda'"):
         registry.prune(params, "seb", sparsity=0.5, budget={})
 
 
@@ -63,9 +63,10 @@ def test_prune_ser_seb_and_cast_from_covariances(rng):
 
 def test_table_lists_methods_with_valid_patterns_and_docstring_matches():
     assert tuple(registry.METHODS) == ("magnitude", "seb", "ser", "hybrid", "cast", "lowrank",
-                                       "cyclic")
+                                       "cyclic", "wanda", "ria", "sparsegpt")
     for name, method in registry.METHODS.items():
         assert method.name == name and method.doc
+        assert method.granularity in ("global", "layer", "row")
         assert method.patterns <= set(registry.PATTERN_KINDS)
         assert not method.needs_grad_fn or method.uses_grad_fn
     # the module docstring shows the table as describe_methods() renders it

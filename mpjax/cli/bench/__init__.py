@@ -8,12 +8,14 @@ import sys
 
 #: benchmark name -> one-line description; the module ``mpjax.cli.bench.<name>`` runs it.
 BENCHMARKS: dict[str, str] = {
-    "spectra": "MP analysis of a ViT-B/16-shaped tree vs a numpy SVD loop",
+    "spectra": "spectra kernel and mpjax analyze (ViT-Ti/B/L) vs numpy Gram and SVD loops",
     "prune": "CAST N:M on ViT-B/16 block matrices",
     "distill": "masked vs unmasked distillation step",
     "quality": "accuracy of the pruning methods on the shipped model",
     "runtime": "dense vs 2:4 sparse ViT on the PyTorch runtime (GPU)",
     "dynamics": "cost of the per-epoch spectral recording of the L2 study",
+    "checkpoint": "peak memory of mpjax analyze on a sharded bf16 checkpoint (8 GiB)",
+    "input": "streamed (grain) vs in-memory input pipeline: decode + augment images/s",
 }
 
 __all__ = [
