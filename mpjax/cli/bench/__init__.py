@@ -9,9 +9,9 @@ import sys
 #: benchmark name -> one-line description; the module ``mpjax.cli.bench.<name>`` runs it.
 BENCHMARKS: dict[str, str] = {
     "spectra": "spectra kernel and mpjax analyze (ViT-Ti/B/L) vs numpy Gram and SVD loops",
-    "prune": "CAST N:M on ViT-B/16 block matrices",
+    "prune": "CAST N:M, SparseGPT and the refit on ViT-B/16 block matrices, vs magnitude and Wanda",
     "distill": "masked vs unmasked distillation step",
-    "quality": "accuracy of the pruning methods on the shipped model",
+    "quality": "accuracy of every pruning method, with and without the refit, on the shipped models",
     "runtime": "dense vs 2:4 sparse ViT on the PyTorch runtime (GPU)",
     "dynamics": "cost of the per-epoch spectral recording of the L2 study",
     "checkpoint": "peak memory of mpjax analyze on a sharded bf16 checkpoint (8 GiB)",
