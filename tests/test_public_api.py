@@ -54,6 +54,15 @@ def test_import_mpjax_is_light():
     assert done.stdout.strip() == "", f"`import mpjax` imported {done.stdout.strip()}"
 
 
+def test_mp_analysis_imports_no_matplotlib_until_plots_are_drawn():
+    code = (
+        "import sys, mpjax.mp; a = 'matplotlib' in sys.modules; "
+        "mpjax.mp.plots.esd_panel; print(a, 'matplotlib' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]
+
+
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         mpjax.nope  # noqa: B018

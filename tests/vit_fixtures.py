@@ -44,3 +44,20 @@ def small_vit_fixtures(hidden_size: int, mlp_dim: int):
         return build()[1]
 
     return cfg, params
+
+
+def write_idx_and_vit(root, images: int = 96, train: int = 64):
+    """A tiny IDX dataset (class-dependent brightness, so there is something to learn) and a
+    random ``fmnist`` ViT ``.npz`` in ``root``; returns the path of the ``.npz``."""
+    from mpjax import data, npz, tree
+    from mpjax.models import random_init, vit
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, images).astype(np.uint8)
+    pixels = (rng.random((images, 28, 28)) * 80 + labels[:, None, None] * 17).astype(np.uint8)
+    for split, sl in (("train", slice(0, train)), ("t10k", slice(train, images))):
+        data.write_idx(root / f"{split}-images-idx3-ubyte.gz", pixels[sl])
+        data.write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels[sl])
+    src = root / "vit.npz"
+    npz.write_npz(src, tree.flatten(random_init(vit.config_for("fmnist"), seed=1)))
+    return src

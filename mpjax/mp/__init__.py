@@ -1,6 +1,8 @@
 """The Marchenko–Pastur law, singular spectra of weight matrices, MP fits and per-layer analysis."""
 
-from mpjax.mp import analysis, fits, law, plots, spectra
+import importlib
+
+from mpjax.mp import analysis, fits, law, spectra
 from mpjax.mp.analysis import (
     Analysis,
     analyze,
@@ -57,3 +59,10 @@ __all__ = [
     "tw_cdf",
     "tw_quantile",
 ]
+
+
+def __getattr__(name: str):
+    """``mpjax.mp.plots`` on first use: it imports matplotlib, which analysis alone never needs."""
+    if name == "plots":
+        return importlib.import_module("mpjax.mp.plots")
+    raise AttributeError(f"module 'mpjax.mp' has no attribute {name!r}")

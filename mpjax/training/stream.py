@@ -322,5 +322,6 @@ class InputStates:
             return
         kept = {str(s) for s in self.ckpt.all_steps()}
         for f in self.directory.glob(f"*.process{jax.process_index()}.json"):
-            if f.name.split(".")[0] not in kept:
+            step = f.name.split(".")[0]
+            if step.isdigit() and step not in kept:  # only states this class named
                 f.unlink(missing_ok=True)

@@ -4,12 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from vit_fixtures import write_idx_and_vit
 
-from mpjax import data, npz, tree
 from mpjax.cli import dispatch
 from mpjax.cli import prune as prune_command
 from mpjax.cli.bench import quality
-from mpjax.models import random_init, vit
 
 
 @pytest.mark.parametrize(
@@ -48,15 +47,7 @@ def test_reconstruct_and_budget_options():
 @pytest.fixture(scope="module")
 def idx(tmp_path_factory):
     root = tmp_path_factory.mktemp("idx")
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 96).astype(np.uint8)
-    images = (rng.random((96, 28, 28)) * 80 + labels[:, None, None] * 17).astype(np.uint8)
-    for split, sl in (("train", slice(0, 64)), ("t10k", slice(64, 96))):
-        data.write_idx(root / f"{split}-images-idx3-ubyte.gz", images[sl])
-        data.write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels[sl])
-    src = root / "vit.npz"
-    npz.write_npz(src, tree.flatten(random_init(vit.config_for("fmnist"), seed=1)))
-    return root, src
+    return root, write_idx_and_vit(root)
 
 
 def test_prune_reports_each_layer_error_before_and_after_the_refit(idx, tmp_path):

@@ -2,11 +2,9 @@
 
 import json
 
-import numpy as np
 import pytest
+from vit_fixtures import write_idx_and_vit
 
-from mpjax import data, npz, tree
-from mpjax.models import random_init, vit
 from mpjax.pipeline import compare, oneshot
 
 
@@ -45,15 +43,7 @@ def test_row_store_appends_atomically_and_resumes(tmp_path):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("grid")
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 96).astype(np.uint8)
-    images = (rng.random((96, 28, 28)) * 80 + labels[:, None, None] * 17).astype(np.uint8)
-    for split, sl in (("train", slice(0, 64)), ("t10k", slice(64, 96))):
-        data.write_idx(root / f"{split}-images-idx3-ubyte.gz", images[sl])
-        data.write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels[sl])
-    src = root / "vit.npz"
-    npz.write_npz(src, tree.flatten(random_init(vit.config_for("fmnist"), seed=1)))
-    return root, str(src)
+    return root, str(write_idx_and_vit(root))
 
 
 def test_grid_rows_and_resume_after_an_interruption(tiny, tmp_path, monkeypatch):

@@ -5,9 +5,10 @@ import types
 
 import numpy as np
 import pytest
+from vit_fixtures import write_idx_and_vit
 
-from mpjax import checkpoint, data, npz, tree
-from mpjax.models import load_model, random_init, vit
+from mpjax import checkpoint, data, tree
+from mpjax.models import load_model, vit
 from mpjax.pipeline import PruneJob, format_table, job, run
 from mpjax.pipeline.report import OPTIONAL_KEYS
 from mpjax.pruning import check_masks, permute_vit, validate_nm
@@ -25,16 +26,7 @@ OLD_RESULT_KEYS = ("source", "tome_r", "permuted", "sparsity", "global_sparsity"
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipe")
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 320).astype(np.uint8)
-    # Class-dependent brightness so the model has something to learn.
-    images = (rng.random((320, 28, 28)) * 80 + labels[:, None, None] * 17).astype(np.uint8)
-    for split, sl in (("train", slice(0, 256)), ("t10k", slice(256, 320))):
-        data.write_idx(root / f"{split}-images-idx3-ubyte.gz", images[sl])
-        data.write_idx(root / f"{split}-labels-idx1-ubyte.gz", labels[sl])
-    src = root / "vit.npz"
-    npz.write_npz(src, tree.flatten(random_init(vit.config_for("fmnist"), seed=1)))
-    return root, src
+    return root, write_idx_and_vit(root, images=320, train=256)
 
 
 def _run(setup, tmp_path, **kw):

@@ -143,3 +143,16 @@ def test_bad_inputs_name_the_setting(tmp_path, folder):
         ImageStream(ImageFolderSource(folder), worker_count=-1).loader(_config(), 4)
     with pytest.raises(ValueError, match="root: .* is not empty"):
         export_image_folder(np.zeros((1, 2, 2), np.uint8), np.zeros(1, int), folder)
+
+
+def test_input_states_prune_deletes_only_its_own_stale_states(tmp_path):
+    """Pruning removes step states orbax no longer keeps and never a file it did not name."""
+    from types import SimpleNamespace
+
+    from mpjax.training.stream import InputStates
+
+    states = InputStates(tmp_path, SimpleNamespace(all_steps=lambda: [4]))
+    for name in ("2.process0.json", "4.process0.json", "notes.process0.json"):
+        (tmp_path / name).write_text("{}")
+    states.prune()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["4.process0.json", "notes.process0.json"]
