@@ -162,9 +162,8 @@ def layer_groups(
     batch size per shape, so the spectra kernels compile once per shape, as for a whole tree.
     Consecutive chunks are then joined until a group holds at least
     ``min(min_layers, len(views))`` layers (a short last group joins the one before): the
-    host spectra engine splits the CPU cores by the number of matrices it is given, and
-    its float32 rounding depends on the BLAS threads per matrix, so a group of at least one
-    matrix per core gets the digits of a call over the whole tree.
+    host spectra engine runs one matrix per core, so a group of at least one matrix per
+    core keeps every core busy (the digits do not depend on the grouping).
     """
     by_shape: dict[tuple[int, int], list[str]] = {}
     for path, v in views.items():
