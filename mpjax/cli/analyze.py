@@ -1,17 +1,26 @@
 """``mpjax analyze SOURCE --out DIR``: spectra and MP fits of every layer, with plots.
 
 The source is opened lazily (:func:`mpjax.models.lazy_sources.open_source`): weight matrices
-are read one group of same-shape layers at a time, so peak memory follows the largest group,
-not the model (sharded safetensors, bfloat16/float16 leaves, large npz and orbax trees).
+are read a group of layers at a time, so peak memory follows the group, not the model
+(sharded safetensors, bfloat16/float16 leaves, large npz and orbax trees).
+
+Unless ``--no-plots`` (or ``MPJAX_PLOT_WORKER=0``), the ESD grid is drawn by a
+:class:`~mpjax.mp.plot_worker.PlotWorker` started before anything heavy is imported, so its
+matplotlib work overlaps this process's imports, reading and spectra.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mpjax.cli import plot_worker  # no JAX: the worker starts before JAX is imported
 from mpjax.cli.output import add_overwrite_flag, cleaned_up_on_failure, prepare_out
-from mpjax.mp import analysis, fits, spectra
+
+if TYPE_CHECKING:
+    from mpjax.mp.analysis import Analysis
 
 #: The files the command writes into ``--out`` (the last two unless ``--no-plots``).
 REPORT_FILES = ("analysis.csv", "analysis.json", "esd_grid.png", "edges.png")
@@ -19,6 +28,8 @@ REPORT_FILES = ("analysis.csv", "analysis.json", "esd_grid.png", "edges.png")
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``mpjax analyze`` argument parser."""
+    from mpjax.mp import fits, spectra
+
     ap = argparse.ArgumentParser(prog="mpjax analyze", description="Per-layer MP analysis.")
     ap.add_argument("source", help="orbax dir, big_vision .npz, safetensors, or vit-b16 etc.")
     ap.add_argument("--out", required=True, help="output directory for the report")
@@ -42,14 +53,22 @@ def main(argv: list[str] | None = None) -> int:
     Raises:
       ValueError: for a bad option, ``--out`` or source (named in the message).
     """
-    args = build_parser().parse_args(argv)
-    if args.max_panels < 1:
-        raise ValueError(f"--max-panels {args.max_panels}: must be >= 1.")
-    if not 0.0 < args.false_spike_rate < 1.0:
-        raise ValueError(f"--false-spike-rate {args.false_spike_rate}: must lie in (0, 1).")
-    out = prepare_out(args.out, command="analyze", overwrite=args.overwrite)
-    with cleaned_up_on_failure(out):
-        report = _analyze(args, out)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    worker = _early_worker(argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.max_panels < 1:
+            raise ValueError(f"--max-panels {args.max_panels}: must be >= 1.")
+        if not 0.0 < args.false_spike_rate < 1.0:
+            raise ValueError(f"--false-spike-rate {args.false_spike_rate}: must lie in (0, 1).")
+        out = prepare_out(args.out, command="analyze", overwrite=args.overwrite)
+        with cleaned_up_on_failure(out):
+            report = _analyze(args, out, worker)
+    finally:
+        if worker is not None:
+            worker.close()
+    from mpjax.mp import analysis
+
     for line in analysis.summary_lines(report):
         print(line)
     written = REPORT_FILES[:2] if args.no_plots else REPORT_FILES
@@ -57,9 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _analyze(args: argparse.Namespace, out: Path) -> analysis.Analysis:
+def _early_worker(argv: list[str]) -> plot_worker.PlotWorker | None:
+    """A plot worker, started now unless no figure will be drawn (or it is turned off)."""
+    quiet = {"--no-plots", "-h", "--help"}.intersection(argv)
+    return plot_worker.PlotWorker() if plot_worker.enabled() and not quiet else None
+
+
+def _analyze(
+    args: argparse.Namespace, out: Path, worker: plot_worker.PlotWorker | None
+) -> Analysis:
     """Load the source and write the report of every selected layer into ``out``."""
     from mpjax.models import lazy_sources  # the model loaders import flax: only when run
+    from mpjax.mp import analysis
 
     params, _info = lazy_sources.open_source(args.source)
     return analysis.analyze_to_dir(
@@ -67,6 +95,7 @@ def _analyze(args: argparse.Namespace, out: Path) -> analysis.Analysis:
         out,
         max_panels=args.max_panels,
         plots=not args.no_plots,
+        plot_worker=worker,
         include=args.include,
         exclude=args.exclude,
         method=args.method,

@@ -13,7 +13,7 @@ returns a :class:`mpjax.lazy.LazyTree` with the same paths, shapes and values:
 
 Every leaf that is not a weight matrix (biases, norms, embeddings) is read and checked for
 NaN/Inf when the source is opened, a few at a time; weight matrices are checked when loaded
-(:func:`mpjax.mp.analyze` does). Masks saved beside an orbax checkpoint are not read.
+(:func:`mpjax.mp.analyze` does); a random init is not read at open. Masks saved beside an orbax checkpoint are not read.
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def open_source(source: str | Path, *, seed: int = 0) -> tuple[lazy.LazyTree, An
     Info = sources.SourceInfo
     if text.lower() in sources.RANDOM_INITS and not path.exists():
         config = vit.config_for(text)
-        t, info = random_tree(config, seed), Info("random", text, config, "flax", seed=seed)
-    elif path.name.endswith(".index.json") or (path / lazy.INDEX_NAME).is_file():
+        # drawn here, finite by construction: checking would draw the whole model once more
+        return random_tree(config, seed), Info("random", text, config, "flax", seed=seed)
+    if path.name.endswith(".index.json") or (path / lazy.INDEX_NAME).is_file():
         t = lazy.open_safetensors(path)
         info = Info("safetensors", text, None, convert.detect_layout(t.paths))
     elif path.is_dir():

@@ -151,12 +151,16 @@ def random_leaf(rng: np.random.Generator, path: str, shape: tuple[int, ...]) -> 
     name = path.rsplit("/", 1)[-1]
     if name == "kernel":
         std = 1.0 / np.sqrt(tree.view_of(path, shape).d_in)
-        return rng.standard_normal(shape, dtype=np.float32) * np.float32(std)
+        leaf = rng.standard_normal(shape, dtype=np.float32)
+        leaf *= np.float32(std)  # in place: one array of the leaf's size, not two
+        return leaf
     if name == "scale":
         return np.ones(shape, np.float32)
     if name == "bias":
         return np.zeros(shape, np.float32)
-    return rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+    leaf = rng.standard_normal(shape, dtype=np.float32)
+    leaf *= np.float32(0.02)
+    return leaf
 
 
 def load_vit_checkpoint(

@@ -33,7 +33,9 @@ import csv
 import dataclasses
 import json
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -45,8 +47,10 @@ from mpjax.mp import spectra
 from mpjax.mp.fits import MPFit, check_options, fit, hill_alpha, stable_rank
 
 PyTree = Any
-#: Float32 bytes of the weight matrices a :class:`~mpjax.lazy.LazyTree` analysis reads at once.
-GROUP_BYTES = 1 << 27
+#: Float32 bytes of the weight matrices a :class:`~mpjax.lazy.LazyTree` analysis reads at once
+#: (two groups are in memory: one computed, the next being read). Small enough that reading
+#: the first group, which nothing overlaps, is short; large enough to hold a layer per core.
+GROUP_BYTES = 1 << 25
 
 #: Column order of :attr:`Analysis.rows`, the CSV and the JSON ``layers`` records.
 COLUMNS = (
@@ -153,36 +157,36 @@ def _row(
 
 
 def layer_groups(
-    views: Mapping[str, tree.LayerView], group_bytes: int, min_layers: int = 1
+    views: Mapping[str, tree.LayerView],
+    group_bytes: int,
+    min_layers: int = 1,
+    order: Sequence[str] | None = None,
 ) -> list[list[str]]:
-    """Paths cut into groups read together, in the order of ``views``.
+    """Paths cut into groups read together: consecutive runs of ``order``.
 
-    The ``n`` layers of one shape are cut into equal chunks of ``k`` layers, ``k`` the
-    largest divisor of ``n`` with ``k * 4 * d_out * d_in <= group_bytes`` (at least 1): one
-    batch size per shape, so the spectra kernels compile once per shape, as for a whole tree.
-    Consecutive chunks are then joined until a group holds at least
-    ``min(min_layers, len(views))`` layers (a short last group joins the one before): the
-    host spectra engine runs one matrix per core, so a group of at least one matrix per
-    core keeps every core busy (the digits do not depend on the grouping).
+    ``order`` (default: the order of ``views``) is the order the source stores or draws its
+    leaves in (paths not in ``views`` are skipped), so reading the groups one after the
+    other reads the source front to back, each leaf once. A group takes layers while their
+    float32 bytes stay within ``group_bytes`` (at least one layer, and at least
+    ``min(min_layers, len(views))`` layers: the host spectra engine runs one matrix per
+    core, so a group of one matrix per core keeps every core busy); a short last group
+    joins the one before. The digits of a spectrum do not depend on the grouping.
     """
-    by_shape: dict[tuple[int, int], list[str]] = {}
-    for path, v in views.items():
-        by_shape.setdefault(v.shape, []).append(path)
-    chunks = []
-    for (d_out, d_in), paths in by_shape.items():
-        most = max(1, group_bytes // (4 * d_out * d_in))
-        per = max(k for k in range(1, min(most, len(paths)) + 1) if len(paths) % k == 0)
-        chunks += [paths[i : i + per] for i in range(0, len(paths), per)]
-    least = min(min_layers, len(views))
+    paths = [p for p in (views if order is None else order) if p in views]
+    least = min(min_layers, len(paths))
     groups: list[list[str]] = []
-    for chunk in chunks:
-        if groups and len(groups[-1]) < least:
-            groups[-1] = groups[-1] + chunk
+    size = 0
+    for path in paths:
+        nbytes = 4 * views[path].d_out * views[path].d_in
+        if groups and (len(groups[-1]) < least or size + nbytes <= group_bytes):
+            groups[-1].append(path)
+            size += nbytes
         else:
-            groups.append(list(chunk))
+            groups.append([path])
+            size = nbytes
     if len(groups) > 1 and len(groups[-1]) < least:
         tail = groups.pop()
-        groups[-1] = groups[-1] + tail
+        groups[-1] += tail
     return groups
 
 
@@ -194,32 +198,58 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _load_checked(
+    params: LazyTree, paths: list[str], views: Mapping[str, tree.LayerView]
+) -> dict[str, np.ndarray]:
+    """The leaves of ``paths``, refused if one holds NaN/Inf (named in the message)."""
+    leaves = params.load(paths)  # flat {path: leaf}: tree.flatten keeps the paths
+    tree.check_finite(leaves, {p: views[p] for p in paths})
+    return leaves
+
+
 def lazy_singular_values(
     params: LazyTree,
     views: Mapping[str, tree.LayerView],
     method: str = "gram",
     dtype: Any = None,
     progress: bool = False,
-    group_bytes: int = GROUP_BYTES,
+    group_bytes: int | None = None,
+    then: Callable[[dict[str, np.ndarray]], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """:func:`mpjax.mp.spectra.singular_values` of a :class:`~mpjax.lazy.LazyTree`, reading
-    one :func:`layer_groups` group at a time (peak memory: one group, not the model).
+    one :func:`layer_groups` group at a time, in the source's own order.
 
-    Values equal those of the whole tree in memory (same kernels, same dtypes: half
-    precision is widened to float32 either way).
+    A reader thread loads (reads, decodes or draws) the next group while the spectra of
+    the current one are computed, so reading and computing overlap; peak memory is two
+    groups (at most ``2 * group_bytes`` plus one layer per core), not the model. Values
+    equal those of the whole tree in memory (same kernels, same dtypes: half precision is
+    widened to float32 either way; ``group_bytes`` defaults to :data:`GROUP_BYTES`).
+    ``then(part)``, if given, is called with each group's
+    ``{path: s}`` on one more thread, in group order, while the next groups are computed
+    (:func:`analyze` fits the MP law there); its errors are raised here.
 
     Raises:
       ValueError: a weight holds NaN or Inf (named), or the file cannot deliver it.
     """
     out: dict[str, np.ndarray] = {}
+    group_bytes = GROUP_BYTES if group_bytes is None else group_bytes
+    groups = layer_groups(views, group_bytes, min_layers=_cores(), order=params.paths)
     bar = tqdm(total=len(views), desc="spectra", unit="layer", disable=None if progress else True)
-    for paths in layer_groups(views, group_bytes, min_layers=_cores()):
-        part = {p: views[p] for p in paths}
-        leaves = params.load(paths)  # flat {path: leaf}: tree.flatten keeps the paths
-        tree.check_finite(leaves, part)
-        out.update(spectra.singular_values(leaves, part, method, dtype))
-        del leaves
-        bar.update(len(paths))
+    followers = []
+    with ThreadPoolExecutor(1, "mpjax-read") as reader, ThreadPoolExecutor(1, "mpjax-then") as after:
+        pending = reader.submit(_load_checked, params, groups[0], views) if groups else None
+        for i, paths in enumerate(groups):
+            leaves = pending.result()
+            if i + 1 < len(groups):
+                pending = reader.submit(_load_checked, params, groups[i + 1], views)
+            part = spectra.singular_values(leaves, {p: views[p] for p in paths}, method, dtype)
+            del leaves
+            out.update(part)
+            if then is not None:
+                followers.append(after.submit(then, part))
+            bar.update(len(paths))
+        for follower in followers:
+            follower.result()
     bar.close()
     return {p: out[p] for p in views}
 
@@ -249,6 +279,7 @@ def analyze(
     hill_k: int = 20,
     dtype: Any = None,
     spike_method: str = "calibrated",
+    on_fitted: Callable[[dict[str, tuple[np.ndarray, MPFit, MPFit]]], None] | None = None,
 ) -> Analysis:
     """Spectra and MP fits of every selected weight matrix of ``params``.
 
@@ -266,6 +297,9 @@ def analyze(
       spike_method: the fit whose edge counts ``n_spikes``: ``"calibrated"`` (false-spike
         rate ``false_spike_rate`` per pure-noise layer), ``"gavish_donoho"``, or ``"bema"``
         (then ``n_spikes == n_above_edge`` for ``method="bema"``).
+      on_fitted: called with ``{path: (s, fit, spike_fit)}`` of each group of layers as
+        soon as its fits are done (for a :class:`~mpjax.lazy.LazyTree`, on a helper thread
+        while the next groups are computed), e.g. to draw them.
 
     Returns:
       :class:`Analysis` with one row per layer.
@@ -277,20 +311,30 @@ def analyze(
     views = _selected(params, include, exclude)
     check_options(method, alpha, beta, tw_form, false_spike_rate)  # before the costly part
     check_options(spike_method, alpha, beta, tw_form, false_spike_rate)
-    if isinstance(params, LazyTree):
-        svals = lazy_singular_values(params, views, spectra_method, dtype, progress)
+    layer_fits: dict[str, MPFit] = {}
+    spike_fits: dict[str, MPFit] = {}
+
+    def fit_layers(part: Mapping[str, np.ndarray]) -> None:
+        for path, s in part.items():
+            shape = views[path].shape
+            layer_fits[path] = fit(s, shape, method, alpha, beta, tw_form, false_spike_rate)
+            spike_fits[path] = (
+                layer_fits[path]
+                if spike_method == method
+                else fit(s, shape, spike_method, alpha, beta, tw_form, false_spike_rate)
+            )
+        if on_fitted is not None:
+            on_fitted({p: (s, layer_fits[p], spike_fits[p]) for p, s in part.items()})
+
+    if isinstance(params, LazyTree):  # a group's fits run while the next group's spectra do
+        svals = lazy_singular_values(params, views, spectra_method, dtype, progress,
+                                     then=fit_layers)  # fmt: skip
     else:
         tree.check_finite(params, views)
         svals = spectra.singular_values(params, views, spectra_method, dtype, progress)
-
-    def fits_by(how: str) -> dict[str, MPFit]:
-        return {
-            path: fit(svals[path], v.shape, how, alpha, beta, tw_form, false_spike_rate)
-            for path, v in views.items()
-        }
-
-    layer_fits = fits_by(method)
-    spike_fits = layer_fits if spike_method == method else fits_by(spike_method)
+        fit_layers(svals)
+    layer_fits = {p: layer_fits[p] for p in views}
+    spike_fits = {p: spike_fits[p] for p in views}
     rows = [_row(v, svals[p], layer_fits[p], spike_fits[p], hill_k) for p, v in views.items()]
     config = {
         "method": method,
@@ -310,21 +354,39 @@ def analyze_to_dir(
     out_dir: str | os.PathLike,
     max_panels: int = 48,
     plots: bool = True,
+    plot_worker: Any = None,
     **kw: Any,
 ) -> Analysis:
     """:func:`analyze` and write ``analysis.csv``, ``analysis.json`` and, unless
     ``plots=False``, ``esd_grid.png`` (ESD histogram, fitted MP density and edge per layer;
     first ``max_panels`` layers) and ``edges.png`` (per-layer ``sigma_plus`` and bulk
-    fraction) into ``out_dir``."""
-    report = analyze(params, **kw)
+    fraction) into ``out_dir``.
+
+    ``plot_worker`` (a started :class:`mpjax.cli.plot_worker.PlotWorker`, optional) draws
+    ``esd_grid.png`` in its own process: it lays the grid out before the spectra are
+    computed, draws each panel as its fit is done and saves the figure while this process
+    draws ``edges.png``. If it fails, the grid is
+    drawn here (a one-line note on stderr says why); the files are the same either way.
+    """
+    worker = plot_worker if plots else None
+    if worker is not None:
+        worker.layout(list(_selected(params, kw.get("include"), kw.get("exclude"))), max_panels)
+    report = analyze(params, on_fitted=worker.panels if worker is not None else None, **kw)
     os.makedirs(out_dir, exist_ok=True)
     report.to_csv(os.path.join(out_dir, "analysis.csv"))
     report.to_json(os.path.join(out_dir, "analysis.json"))
     if plots:
+        grid = os.path.join(out_dir, "esd_grid.png")
+        if worker is not None:
+            worker.finish(grid)
         from mpjax.mp import plots as draw  # matplotlib only when a report is drawn
 
-        draw.esd_grid(report, os.path.join(out_dir, "esd_grid.png"), max_panels=max_panels)
         draw.edges_chart(report, os.path.join(out_dir, "edges.png"))
+        if worker is None or worker.wait() is None:
+            if worker is not None:
+                print(f"plot worker: {worker.error}; drawing esd_grid.png here",
+                      file=sys.stderr)  # fmt: skip
+            draw.esd_grid(report, grid, max_panels=max_panels)
     return report
 
 

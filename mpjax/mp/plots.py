@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib
 
@@ -161,7 +161,7 @@ def esd_panel(
         ax.legend(fontsize=8, loc="center right")
 
 
-def _grid_axes(n: int, ncols: int) -> tuple[Any, np.ndarray]:
+def grid_axes(n: int, ncols: int = 6) -> tuple[Any, np.ndarray]:
     """A figure of ``n`` panels in rows of ``ncols``, laid out by fixed margins in inches.
 
     Fixed margins replace ``tight_layout`` (which measures every tick label of every panel
@@ -179,11 +179,62 @@ def _grid_axes(n: int, ncols: int) -> tuple[Any, np.ndarray]:
     return fig, axes
 
 
+class GridPlan(NamedTuple):
+    """An :func:`esd_grid` figure being drawn: the layers shown, their titles, the axes."""
+
+    paths: list[str]  # the layers shown, in panel order
+    labels: dict[str, str]  # their :func:`layer_labels`
+    total: int  # the report's layer count
+    fig: Any
+    axes: np.ndarray
+
+
+def esd_grid_start(paths: list[str], max_panels: int = 48, ncols: int = 6) -> GridPlan:
+    """Lay out the grid of a report whose layers are ``paths`` (model order).
+
+    Nothing here depends on the spectra, so the axes can be made while they are computed
+    (:class:`mpjax.cli.plot_worker.PlotWorker` does).
+    """
+    shown = list(paths)[:max_panels]
+    labels = dict(zip(shown, layer_labels(list(paths))[: len(shown)], strict=True))
+    fig, axes = grid_axes(len(shown), ncols)
+    return GridPlan(shown, labels, len(paths), fig, axes)
+
+
+def esd_grid_panel(
+    plan: GridPlan, path: str, s: np.ndarray, fit: MPFit, spike_fit: MPFit | None = None
+) -> None:
+    """Draw the panel of layer ``path`` (one of ``plan.paths``) into its axes."""
+    ax = plan.axes.ravel()[plan.paths.index(path)]
+    title = f"{plan.labels[path]}  {fit.shape[0]}x{fit.shape[1]}"
+    esd_panel(ax, s, fit, title=title, spike_fit=spike_fit, legend=False)
+
+
+def esd_grid_finish(plan: GridPlan, path: str | os.PathLike) -> int:
+    """Title, legend and save the grid to ``path``; returns the number of panels."""
+    fig, axes = plan.fig, plan.axes
+    for ax in axes.ravel()[len(plan.paths) :]:
+        ax.axis("off")
+    shown, total = len(plan.paths), plan.total
+    note = f" (first {shown} of {total} layers)" if total > shown else ""
+    fig.suptitle(f"ESD of s^2/d_in with fitted MP law and edges{note}", fontsize=11,
+                 y=1 - 0.08 / fig.get_figheight(), va="top")  # fmt: skip
+    handles, names = axes.ravel()[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, names, loc="lower center", fontsize=9, ncols=len(handles),
+                   frameon=False)  # fmt: skip
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
+    plt.close(fig)
+    return len(plan.paths)
+
+
 def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: int = 6) -> int:
     """Grid of :func:`esd_panel` for the first ``max_panels`` layers of an analysis.
 
     Panel titles are :func:`layer_labels` (block index first) with the matrix shape; one
-    legend for the figure. Drawn at :data:`DPI` dots per inch.
+    legend for the figure. Drawn at :data:`DPI` dots per inch, in three steps that can run
+    at different times: :func:`esd_grid_start` (the axes), :func:`esd_grid_panel` (one per
+    layer, as its fit is known) and :func:`esd_grid_finish` (title, legend, file).
 
     Args:
       report: an :class:`mpjax.mp.analysis.Analysis`.
@@ -194,27 +245,11 @@ def esd_grid(report: Any, path: str | os.PathLike, max_panels: int = 48, ncols: 
     Returns:
       the number of panels drawn.
     """
-    paths = list(report.fits)[:max_panels]
-    labels = dict(zip(paths, layer_labels(list(report.fits))[: len(paths)], strict=True))
+    plan = esd_grid_start(list(report.fits), max_panels, ncols)
     spike_fits = getattr(report, "spike_fits", {}) or {}
-    fig, axes = _grid_axes(len(paths), ncols)
-    for ax, p in zip(axes.ravel(), paths, strict=False):
-        f = report.fits[p]
-        esd_panel(ax, report.spectra[p], f, title=f"{labels[p]}  {f.shape[0]}x{f.shape[1]}",
-                  spike_fit=spike_fits.get(p), legend=False)  # fmt: skip
-    for ax in axes.ravel()[len(paths) :]:
-        ax.axis("off")
-    total = len(report.fits)
-    note = f" (first {len(paths)} of {total} layers)" if total > len(paths) else ""
-    fig.suptitle(f"ESD of s^2/d_in with fitted MP law and edges{note}", fontsize=11,
-                 y=1 - 0.08 / fig.get_figheight(), va="top")  # fmt: skip
-    handles, names = axes.ravel()[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, names, loc="lower center", fontsize=9, ncols=len(handles),
-                   frameon=False)  # fmt: skip
-    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 1})
-    plt.close(fig)
-    return len(paths)
+    for p in plan.paths:
+        esd_grid_panel(plan, p, report.spectra[p], report.fits[p], spike_fits.get(p))
+    return esd_grid_finish(plan, path)
 
 
 def edges_chart(report: Any, path: str | os.PathLike) -> None:

@@ -20,9 +20,11 @@ Two engines do the work:
 
 * ``engine="host"``: one task per matrix on a thread pool of one worker per CPU core, each
   task running single-threaded BLAS/LAPACK (``G`` by a BLAS product, its eigenvalues by
-  LAPACK ``syevd`` without vectors). BLAS and LAPACK release the GIL, so the Gram product
-  of one layer overlaps the eigensolve of another, and nothing is compiled: a new shape
-  costs nothing extra. Tasks start largest first so the cores finish together. One BLAS
+  LAPACK ``syevd`` without vectors). numpy's product and :func:`mpjax.mp.lapack.eigvalsh`
+  release the GIL (scipy's own ``eigh`` wrapper does not), so every core runs a Gram
+  product or an eigensolve at once, and nothing is compiled: a new shape costs nothing
+  extra. ``method="svd"`` runs LAPACK ``gesdd`` (:func:`mpjax.mp.lapack.svdvals`) the
+  same way. Tasks start largest first so the cores finish together. One BLAS
   thread per task also makes the digits of a matrix's values the same whether it is
   computed alone, in a group or in a whole tree.
 * ``engine="jax"``: matrices with the same oriented shape ``(p, n)`` and dtype are stacked
@@ -48,11 +50,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 from threadpoolctl import ThreadpoolController
 from tqdm.auto import tqdm
 
 from mpjax import tree
+from mpjax.mp import lapack
 
 PyTree = Any
 
@@ -135,15 +137,13 @@ def _host_one(w: Any, method: str, dtype: np.dtype) -> np.ndarray:
     """Descending singular values of one matrix on the host (single-threaded BLAS/LAPACK)."""
     a = np.asarray(w, dtype=dtype)
     a = a.T if a.shape[0] > a.shape[1] else a  # (p, n), a view
-    if method == "svd":
-        s = scipy.linalg.svd(a, compute_uv=False, check_finite=False, lapack_driver="gesdd")
-        return s.astype(dtype, copy=False)
+    if method == "svd":  # gesdd destroys its input: always a private copy
+        return lapack.svdvals(np.array(a, dtype, order="K", copy=True))
     with np.errstate(over="ignore", invalid="ignore"):
         gram = a @ a.T  # BLAS syrk-like product of a with its own transpose
     if not np.all(np.isfinite(gram)):  # overflow or NaN: LAPACK would not converge
         return np.full(a.shape[0], np.nan, dtype)
-    ev = scipy.linalg.eigh(gram, eigvals_only=True, overwrite_a=True, check_finite=False,
-                           driver="evd")  # fmt: skip
+    ev = lapack.eigvalsh(gram)  # LAPACK syevd with the GIL released: cores run in parallel
     # eigenvalues of a PSD matrix can come out slightly negative from rounding
     return np.sqrt(np.maximum(ev[::-1], 0.0)).astype(dtype, copy=False)
 

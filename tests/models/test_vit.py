@@ -58,6 +58,20 @@ def test_presets_match_published_sizes(name, n_params, tokens):
     assert cfg.num_tokens == tokens
 
 
+@pytest.mark.parametrize("name", ["ti16", "b16", "fmnist", "vit-fmnist-wide"])
+def test_abstract_params_equal_a_full_trace(name):
+    """One traced block stands for every block: same paths, order, shapes and dtypes."""
+    cfg = vit.config_for(name)
+    full = jax.eval_shape(lambda k: vit.init_params(cfg, k), jax.random.key(0))
+    fast = vit.abstract_params(cfg)
+    assert jax.tree.structure(fast) == jax.tree.structure(full)
+    assert list(tree.flatten(fast)) == list(tree.flatten(full))
+    same = jax.tree.map(lambda a, b: (a.shape, a.dtype) == (b.shape, b.dtype), fast, full)
+    assert all(jax.tree.leaves(same))
+    blocks = fast["Transformer"]
+    assert blocks["encoderblock_0"] is not blocks[f"encoderblock_{cfg.num_layers - 1}"]
+
+
 def test_fmnist_preset_and_errors():
     cfg = vit.config_for("fmnist")
     assert (cfg.image_size, cfg.channels, cfg.num_classes) == (28, 1, 10)

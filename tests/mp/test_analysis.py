@@ -255,24 +255,43 @@ def test_lazy_tree_gives_the_rows_of_the_tree_in_memory(rng, tmp_path, group_byt
     assert (tmp_path / "a" / "r.json").read_bytes() == (tmp_path / "b" / "r.json").read_bytes()
 
 
-def test_layer_groups_share_a_shape_and_divide_it_evenly():
+def test_layer_groups_are_runs_of_the_source_order_within_the_byte_budget():
     from mpjax import tree
 
     views = {
         f"b{i}/{n}/kernel": tree.view_of(f"b{i}/{n}/kernel", s)
         for i in range(6)
         for n, s in (("tall", (8, 32)), ("wide", (32, 8)), ("sq", (16, 16)))
-    }
-    groups = analysis.layer_groups(views, group_bytes=4 * 8 * 32 * 4)  # room for 4 -> 3 of 6
-    assert sorted(p for g in groups for p in g) == sorted(views)
-    for g in groups:
-        assert len({views[p].shape for p in g}) == 1 and len(g) == 3
-    assert [len(g) for g in analysis.layer_groups(views, 1)] == [1] * 18
-    assert [len(g) for g in analysis.layer_groups(views, 1 << 30)] == [6, 6, 6]
-    joined = analysis.layer_groups(views, 1, min_layers=4)  # chunks of 1 joined up to 4
+    }  # every layer 1 KiB in float32
+    order = ["not/a/view", *reversed(views)]  # the source's order; other leaves skipped
+    groups = analysis.layer_groups(views, group_bytes=4 * 1024, order=order)
+    assert [p for g in groups for p in g] == order[1:]  # read front to back, each once
+    assert [len(g) for g in groups] == [4, 4, 4, 4, 2]
+    assert [p for g in analysis.layer_groups(views, 4 * 1024) for p in g] == list(views)
+    assert [len(g) for g in analysis.layer_groups(views, 1)] == [1] * 18  # one layer at least
+    assert [len(g) for g in analysis.layer_groups(views, 1 << 30)] == [18]
+    joined = analysis.layer_groups(views, 1, min_layers=4)  # joined up to 4 layers
     assert [len(g) for g in joined] == [4, 4, 4, 6]  # the short tail joins the group before
-    assert [p for g in joined for p in g] == [p for g in analysis.layer_groups(views, 1) for p in g]
     assert [len(g) for g in analysis.layer_groups(views, 1, min_layers=99)] == [18]
+    assert analysis.layer_groups({}, 1) == []
+
+
+def test_lazy_reading_overlaps_computing_and_stops_at_a_bad_layer(rng, tmp_path):
+    """The next group is read while the current one is computed; a NaN layer is named."""
+    import threading
+
+    params = noisy_params(rng)
+    params.update({f"Dense_{i}": {"kernel": rng.normal(size=(40, 30))} for i in (1, 2, 3, 4, 5)})
+    views = analysis.analyze(params, progress=False).views
+    t = lazy_npz(params, tmp_path)
+    read, threads = t._read, set()
+    t._read = lambda keys: (threads.add(threading.current_thread().name), read(keys))[1]
+    analysis.lazy_singular_values(t, views, group_bytes=1)
+    assert threads and all(name.startswith("mpjax-read") for name in threads)
+    params["Dense_4"]["kernel"][3, 2] = np.nan
+    bad = lazy_npz(params, tmp_path / "bad") if (tmp_path / "bad").mkdir() is None else None
+    with pytest.raises(ValueError, match="Dense_4"):
+        analysis.lazy_singular_values(bad, views, group_bytes=1)
 
 
 def test_analyze_to_dir_without_plots_writes_tables_only(rng, tmp_path):

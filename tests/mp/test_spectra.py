@@ -204,3 +204,14 @@ def test_host_digits_do_not_depend_on_the_company(rng, shape):
     np.testing.assert_allclose(
         alone.astype(np.float64) ** 2, ref**2, atol=50 * 1.2e-7 * ref[0] ** 2
     )
+
+
+@pytest.mark.parametrize("method", ["gram", "svd"])
+def test_host_engine_leaves_the_weights_untouched(rng, method):
+    params = {
+        "wide": {"kernel": rng.standard_normal((20, 50)).astype(np.float32)},
+        "tall": {"kernel": rng.standard_normal((50, 20)).astype(np.float64)},
+    }
+    before = {k: v["kernel"].copy() for k, v in params.items()}
+    spectra.singular_values(params, method=method, engine="host")
+    assert all(np.array_equal(params[k]["kernel"], before[k]) for k in params)
