@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 
 import ml_dtypes
 import numpy as np
+
+from mpjax.cli.bench import measure
 
 HEADER = "{:<12} {:>12} {:>10}  {}"
 
@@ -83,29 +84,14 @@ def write_checkpoint(folder: Path, blocks: int, width: int, head_dim: int) -> in
     return len(weight_map)
 
 
-#: Runs ``argv`` and prints its peak RSS (kB) and exit status. A child started straight from
-#: this process would inherit this process's memory high-water mark (``vfork`` + ``exec``
-#: keeps it), so a fresh small process starts the measured one.
-_MEASURE = (
-    "import os, subprocess, sys\n"
-    "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
-    "_, status, usage = os.wait4(p.pid, 0)\n"
-    "print(usage.ru_maxrss, os.waitstatus_to_exitcode(status))\n"
-)
-
-
 def peak_rss(argv: list[str]) -> tuple[float, float, int]:
-    """``(peak RSS in GB, seconds, exit status)`` of ``argv`` run in a child process."""
-    t0 = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    kb, rc = (int(x) for x in done.stdout.split()[-2:])
-    if rc:
-        print(
-            f"  {' '.join(argv[1:4])} failed: {done.stderr.strip().splitlines()[-1:]}",
-            file=sys.stderr,
-        )
-    return kb * 1024 / 1e9, seconds, rc
+    """``(peak RSS in GB, seconds, exit status)`` of ``argv`` run in a child process
+    (:func:`mpjax.cli.bench.measure.run`: the peak of its whole process tree)."""
+    m = measure.run(argv)
+    if m.rc:
+        print(f"  {' '.join(argv[1:4])} failed: {m.stderr.strip().splitlines()[-1:]}",
+              file=sys.stderr)  # fmt: skip
+    return m.peak_rss / 1e9, m.seconds, m.rc
 
 
 def _available_bytes() -> int:

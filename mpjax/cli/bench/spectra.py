@@ -11,8 +11,8 @@ big_vision names, ``N(0, 1/d_in)`` float32 kernels), in one run:
   change in machine load hits all alike); wall and process-CPU seconds.
 * **CLI**: ``mpjax analyze MODEL --out DIR`` (plots included) as a subprocess, cold (a fresh
   compilation-cache folder) and warm (the same folder again; median of ``--cli-repeats``),
-  with the subprocess's peak RSS (``ru_maxrss`` from ``os.wait4``) against the model's
-  float32 parameter bytes.
+  with the peak RSS of the command's process tree (the command and its plot worker,
+  :mod:`mpjax.cli.bench.measure`) against the model's float32 parameter bytes.
 
 Acceptance lines compare ViT-B/16's kernel with its Gram loop (>= 1.5x), its warm CLI with
 the same Gram loop (<= 2.5x) and ViT-L/16's peak RSS with its parameter bytes (<= 1.5x).
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,22 +36,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mpjax import tree
+from mpjax.cli.bench import measure
 from mpjax.mp import spectra
 
 MODELS = ("vit-ti16", "vit-b16", "vit-l16")
-#: Runs ``argv`` in a fresh small process and prints its seconds, peak RSS (KiB) and status;
-#: a child started from this (large) process would inherit this process's RSS high-water mark.
-_MEASURE = (
-    "import os, subprocess, sys, time\n"
-    "t = time.perf_counter()\n"
-    "p = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n"
-    "err = p.stderr.read()\n"
-    "_, status, usage = os.wait4(p.pid, 0)\n"
-    "sys.stderr.write(err.decode(errors='replace')[-400:])\n"
-    "print(time.perf_counter() - t, usage.ru_maxrss, os.waitstatus_to_exitcode(status))\n"
-)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``mpjax bench spectra`` argument parser."""
     ap = argparse.ArgumentParser(prog="mpjax bench spectra", description=__doc__.split("\n")[0])
@@ -131,12 +118,10 @@ def cli_run(model: str, out: Path, cache: Path) -> tuple[float, float, int]:
     env = {k: v for k, v in os.environ.items() if k != "MPJAX_NO_COMPILE_CACHE"}
     env["MPJAX_COMPILE_CACHE"] = str(cache)
     argv = [sys.executable, "-m", "mpjax", "analyze", model, "--out", str(out)]
-    done = subprocess.run([sys.executable, "-c", _MEASURE, *argv], env=env,
-                          capture_output=True, text=True)  # fmt: skip
-    seconds, kib, rc = done.stdout.split()[-3:]
-    if int(rc):
-        print(f"  mpjax analyze {model} failed: {done.stderr.strip()[-300:]}", file=sys.stderr)
-    return float(seconds), int(kib) * 1024.0, int(rc)
+    m = measure.run(argv, env=env)
+    if m.rc:
+        print(f"  mpjax analyze {model} failed: {m.stderr.strip()[-300:]}", file=sys.stderr)
+    return m.seconds, m.peak_rss, m.rc
 
 
 def cli_times(model: str, repeats: int) -> dict[str, float]:
