@@ -5,7 +5,7 @@ are read a group of layers at a time, so peak memory follows the group, not the 
 (sharded safetensors, bfloat16/float16 leaves, large npz and orbax trees).
 
 Unless ``--no-plots`` (or ``MPJAX_PLOT_WORKER=0``), the ESD grid is drawn by a
-:class:`~mpjax.mp.plot_worker.PlotWorker` started before anything heavy is imported, so its
+:class:`~mpjax.cli.plot_worker.PlotWorker` started before anything heavy is imported, so its
 matplotlib work overlaps this process's imports, reading and spectra.
 """
 

@@ -127,10 +127,11 @@ class PlotWorker:
             self.close()
 
     def close(self) -> None:
-        """Stop the child (it is asked to, then terminated after 5 s) and free the pipe."""
+        """Stop the child and free the pipe: at once if it has no figure to save (a
+        command that failed early does not wait for it), else after 5 s at most."""
         if self._started:
-            if self._proc.is_alive() and not self._sent:
-                self._send(("stop",))
+            if not self._sent:
+                self._proc.terminate()
             self._proc.join(timeout=5)
             if self._proc.is_alive():
                 self._proc.terminate()

@@ -88,3 +88,15 @@ def test_no_worker_for_no_plots_or_help(monkeypatch):
     assert analyze._early_worker(["--help"]) is None
     monkeypatch.setenv(plot_worker.ENV, "0")
     assert analyze._early_worker(["src", "--out", "o"]) is None
+
+
+def test_a_command_that_fails_early_stops_its_worker(tmp_path, monkeypatch):
+    monkeypatch.setenv(plot_worker.ENV, "1")
+    made = []
+    real = plot_worker.PlotWorker
+    monkeypatch.setattr(plot_worker, "PlotWorker", lambda: made.append(real()) or made[-1])
+    (tmp_path / "taken").write_text("not mine")
+    with pytest.raises(ValueError, match="taken"):
+        analyze.main(["vit-ti16", "--out", str(tmp_path / "taken")])
+    assert len(made) == 1 and not made[0]._proc.is_alive()
+    assert (tmp_path / "taken").read_text() == "not mine"
