@@ -190,14 +190,6 @@ def layer_groups(
     return groups
 
 
-def _cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _load_checked(
     params: LazyTree, paths: list[str], views: Mapping[str, tree.LayerView]
 ) -> dict[str, np.ndarray]:
@@ -233,7 +225,7 @@ def lazy_singular_values(
     """
     out: dict[str, np.ndarray] = {}
     group_bytes = GROUP_BYTES if group_bytes is None else group_bytes
-    groups = layer_groups(views, group_bytes, min_layers=_cores(), order=params.paths)
+    groups = layer_groups(views, group_bytes, min_layers=spectra.cores(), order=params.paths)
     bar = tqdm(total=len(views), desc="spectra", unit="layer", disable=None if progress else True)
     followers = []
     with ThreadPoolExecutor(1, "mpjax-read") as reader, ThreadPoolExecutor(1, "mpjax-then") as after:

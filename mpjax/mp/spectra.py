@@ -151,8 +151,8 @@ def _host_one(w: Any, method: str, dtype: np.dtype) -> np.ndarray:
 _BLAS = None  # a ThreadpoolController, made on first use (it scans the loaded libraries)
 
 
-def _cores() -> int:
-    """CPU cores this process may run on."""
+def cores() -> int:
+    """CPU cores this process may run on (the host engine runs one matrix per core)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
@@ -180,7 +180,7 @@ def _host_all(
     with _BLAS.limit(limits=1, user_api="blas"):
         if len(order) == 1:  # no pool for one matrix
             return {order[0]: _host_one(mats[order[0]], method, dtypes[order[0]])}
-        with ThreadPoolExecutor(min(_cores(), len(order)), "mpjax-spectra") as pool:
+        with ThreadPoolExecutor(min(cores(), len(order)), "mpjax-spectra") as pool:
             jobs = {pool.submit(_host_one, mats[p], method, dtypes[p]): p for p in order}
             for job in as_completed(jobs):
                 out[jobs[job]] = job.result()

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mpjax.mp import analysis, plots
+from mpjax.mp import analysis, plots, spectra
 from mpjax.mp import fits as mp
 
 
@@ -247,7 +247,7 @@ def test_lazy_tree_gives_the_rows_of_the_tree_in_memory(rng, tmp_path, group_byt
     assert all(np.array_equal(lazy[p], eager.spectra[p]) for p in lazy)
     assert sorted(p for r in reads for p in r) == sorted(eager.views)  # each layer read once
     if group_bytes == 1:  # one matrix a chunk, joined up to one a core: never the whole tree
-        assert max(len(r) for r in reads) < 2 * analysis._cores() < len(eager.views)
+        assert max(len(r) for r in reads) < 2 * spectra.cores() < len(eager.views)
     report = analysis.analyze(t, progress=False)
     assert report.rows == eager.rows and report.config == eager.config
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
