@@ -72,14 +72,14 @@ def test_a_failing_worker_leaves_the_grid_to_this_process(tmp_path, params, caps
     assert (tmp_path / "a" / "esd_grid.png").read_bytes() == (
         tmp_path / "b" / "esd_grid.png"
     ).read_bytes()
-    assert not worker._proc.is_alive()
+    assert not worker.alive
 
 
 def test_wait_without_finish_and_close_twice():
     worker = plot_worker.PlotWorker()
     assert worker.wait(timeout=1) is None and "nothing was sent" in worker.error
     worker.close()  # closing again is harmless
-    assert not worker._proc.is_alive()
+    assert not worker.alive
 
 
 def test_no_worker_for_no_plots_or_help(monkeypatch):
@@ -98,5 +98,31 @@ def test_a_command_that_fails_early_stops_its_worker(tmp_path, monkeypatch):
     (tmp_path / "taken").write_text("not mine")
     with pytest.raises(ValueError, match="taken"):
         analyze.main(["vit-ti16", "--out", str(tmp_path / "taken")])
-    assert len(made) == 1 and not made[0]._proc.is_alive()
+    assert len(made) == 1 and not made[0].alive
     assert (tmp_path / "taken").read_text() == "not mine"
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path, params):
+    """The worker is ``python -m mpjax.cli.plot_worker``: it never re-runs the caller's
+    script (``multiprocessing``'s spawn would, and the analysis with it)."""
+    import os
+    import subprocess
+    import sys
+
+    from mpjax import tree
+
+    np.savez(tmp_path / "p.npz", **tree.flatten(params))
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import mpjax.cli\n"
+        f"open({str(tmp_path / 'runs.txt')!r}, 'a').write('run\\n')\n"
+        f"mpjax.cli.main(['analyze', {str(tmp_path / 'p.npz')!r}, '--out', "
+        f"{str(tmp_path / 'out')!r}])\n"
+    )
+    env = {**os.environ, plot_worker.ENV: "1"}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-500:]
+    assert (tmp_path / "runs.txt").read_text() == "run\n"
+    assert "plot worker" not in done.stderr
+    assert (tmp_path / "out" / "esd_grid.png").stat().st_size > 0
