@@ -70,3 +70,23 @@ def test_unknown_attribute_is_an_attribute_error():
 
 def test_version():
     assert mpjax.__version__.count(".") == 2
+
+
+def test_mp_lazy_names_match_the_imports_static_tools_read():
+    """``mpjax.mp`` lists its names three times for three readers (the ``TYPE_CHECKING``
+    imports for the API docs, ``_NAMES`` for run time, ``__all__``): they must agree."""
+    import ast
+
+    import mpjax.mp as mp
+
+    source = ast.parse(inspect.getsource(mp))
+    block = next(n for n in source.body if isinstance(n, ast.If) and "TYPE_CHECKING" in ast.unparse(n.test))
+    static = {
+        alias.asname or alias.name: node.module.rsplit(".", 1)[-1]
+        for node in block.body
+        if isinstance(node, ast.ImportFrom) and node.module != "mpjax.mp"
+        for alias in node.names
+    }
+    assert static == mp._NAMES
+    modules = {a.name for n in block.body if isinstance(n, ast.ImportFrom) and n.module == "mpjax.mp" for a in n.names}
+    assert set(mp.__all__) == set(static) | modules and modules <= set(mp._SUBMODULES)

@@ -161,11 +161,10 @@ class PlotWorker:
         if self._proc is None:
             return
         proc, self._proc = self._proc, None
-        for pipe in (proc.stdin,):
-            try:
-                pipe.close()  # end of input: a waiting child returns
-            except OSError:
-                pass
+        try:
+            proc.stdin.close()  # end of input: a child waiting for a message returns
+        except OSError:
+            pass
         if not self._sent:
             proc.terminate()
         try:

@@ -135,10 +135,10 @@ def _on_host(w: Any, engine: str) -> bool:
 
 def _host_one(w: Any, method: str, dtype: np.dtype) -> np.ndarray:
     """Descending singular values of one matrix on the host (single-threaded BLAS/LAPACK)."""
+    if method == "svd":  # gesdd destroys its input: one private (cast) copy, either order
+        return lapack.svdvals(np.array(w, dtype, order="K", copy=True))
     a = np.asarray(w, dtype=dtype)
     a = a.T if a.shape[0] > a.shape[1] else a  # (p, n), a view
-    if method == "svd":  # gesdd destroys its input: always a private copy
-        return lapack.svdvals(np.array(a, dtype, order="K", copy=True))
     with np.errstate(over="ignore", invalid="ignore"):
         gram = a @ a.T  # BLAS syrk-like product of a with its own transpose
     if not np.all(np.isfinite(gram)):  # overflow or NaN: LAPACK would not converge
